@@ -1,0 +1,229 @@
+"""Pat's own REST API for messages: /api/v3/messages."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import StateDep, StoreDep
+from pat.domain import workflow_id_for
+from pat.parsing import ParsedMessage, part_bytes, part_text
+from pat.settings import Settings
+from pat.store.models import Message, MessageStatus
+from pat.store.repository import MessageFilter
+from pat.temporal import workflow_ui_url
+
+router = APIRouter(prefix="/api/v3/messages", tags=["messages"])
+
+FINISHED = (MessageStatus.processed, MessageStatus.failed)
+
+
+class AddressOut(BaseModel):
+    name: str
+    address: str
+
+
+class PartOut(BaseModel):
+    index: int
+    content_type: str
+    filename: str | None
+    content_id: str | None
+    disposition: str | None
+    size: int
+    url: str
+
+
+class MessageSummary(BaseModel):
+    id: str
+    status: MessageStatus
+    created: datetime
+    mail_from: str
+    recipients: list[str]
+    subject: str | None
+    from_header: str | None
+    to_header: str | None
+    size: int
+    snippet: str
+    attachments: int
+    failure_reason: str | None
+    workflow_id: str
+    workflow_url: str
+
+
+class MessageDetail(MessageSummary):
+    helo: str
+    peer: str
+    addresses: dict[str, list[AddressOut]]
+    headers: list[tuple[str, str]]
+    text: str | None
+    html: str | None
+    parts: list[PartOut]
+    defects: list[str]
+    raw_url: str
+
+
+class MessageList(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[MessageSummary]
+
+
+def _created(message: Message) -> datetime:
+    return datetime.fromtimestamp(message.created_ns / 1e9, tz=UTC)
+
+
+def _parsed(message: Message) -> ParsedMessage | None:
+    return ParsedMessage.from_dict(message.parsed) if message.parsed else None
+
+
+def summarize(message: Message, settings: Settings) -> MessageSummary:
+    parsed = _parsed(message)
+    workflow_id = workflow_id_for(message.id)
+    return MessageSummary(
+        id=message.id, status=MessageStatus(message.status), created=_created(message),
+        mail_from=message.mail_from, recipients=message.recipients, subject=message.subject,
+        from_header=message.from_header, to_header=message.to_header, size=message.size,
+        snippet=parsed.snippet if parsed else "",
+        attachments=len(parsed.attachments) if parsed else 0,
+        failure_reason=message.failure_reason, workflow_id=workflow_id,
+        workflow_url=workflow_ui_url(settings, workflow_id))
+
+
+def detail(message: Message, raw: bytes, settings: Settings) -> MessageDetail:
+    parsed = _parsed(message)
+    base = f"/api/v3/messages/{message.id}"
+    parts = [PartOut(index=p.index, content_type=p.content_type, filename=p.filename,
+                     content_id=p.content_id, disposition=p.disposition, size=p.size,
+                     url=f"{base}/parts/{p.index}")
+             for p in (parsed.parts if parsed else []) if p.is_attachment or p.is_inline]
+    return MessageDetail(
+        **summarize(message, settings).model_dump(), helo=message.helo, peer=message.peer,
+        addresses={k: [AddressOut(name=a.name, address=a.address) for a in v]
+                   for k, v in (parsed.addresses if parsed else {}).items()},
+        headers=parsed.headers if parsed else [],
+        text=part_text(raw, parsed.text_part) if parsed else None,
+        html=part_text(raw, parsed.html_part) if parsed else None,
+        parts=parts, defects=parsed.defects if parsed else [], raw_url=f"{base}/raw")
+
+
+def _filter(to: str | None, sender: str | None, subject: str | None,
+            status: MessageStatus | None, since: datetime | None) -> MessageFilter:
+    since_ns = None
+    if since is not None:
+        aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+        since_ns = int(aware.timestamp() * 1e9)
+    return MessageFilter(to=to, sender=sender, subject=subject,
+                         status=status.value if status else None, since_ns=since_ns)
+
+
+ToQuery = Annotated[str | None, Query(description="Substring of a recipient (envelope or To).")]
+FromQuery = Annotated[str | None, Query(alias="from",
+                                        description="Substring of the sender (envelope or From).")]
+SubjectQuery = Annotated[str | None, Query(description="Substring of the subject.")]
+SinceQuery = Annotated[datetime | None, Query(description="Only messages received at or after "
+                                              "this ISO 8601 time (UTC if no offset).")]
+
+
+@router.get("", response_model=MessageList)
+async def list_messages(
+    state: StateDep, to: ToQuery = None, sender: FromQuery = None, subject: SubjectQuery = None,
+    status: Annotated[MessageStatus | None, Query()] = None, since: SinceQuery = None,
+    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> MessageList:
+    total, found = await state.store.list(_filter(to, sender, subject, status, since),
+                                          offset=offset, limit=limit)
+    return MessageList(total=total, offset=offset, limit=limit,
+                       items=[summarize(m, state.settings) for m in found])
+
+
+@router.get("/wait", response_model=MessageSummary,
+            responses={408: {"description": "No matching message finished in time."}})
+async def wait_for_message(
+    state: StateDep, to: ToQuery = None, sender: FromQuery = None, subject: SubjectQuery = None,
+    since: SinceQuery = None,
+    timeout: Annotated[float, Query(gt=0, le=300, description="Seconds to wait.")] = 30.0,
+) -> MessageSummary | JSONResponse:
+    """Answer as soon as a message matching the filters has finished its pipeline (processed
+    or failed), newest first; 408 if none has within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with state.bus.subscribe() as changes:
+        while True:
+            for status in FINISHED:
+                _, found = await state.store.list(
+                    _filter(to, sender, subject, status, since), limit=1)
+                if found:
+                    return summarize(found[0], state.settings)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return JSONResponse(status_code=408, content={
+                    "error": f"no message matching the filters finished its pipeline within "
+                             f"{timeout:g} seconds"})
+            try:
+                await asyncio.wait_for(changes.get(), remaining)
+            except TimeoutError:
+                pass
+
+
+async def _load(store: Any, message_id: str) -> Message:
+    message: Message | None = await store.get(message_id)
+    if message is None:
+        raise HTTPException(404, detail=f"no message with id {message_id}")
+    return message
+
+
+@router.get("/{message_id}", response_model=MessageDetail)
+async def get_message(message_id: str, state: StateDep) -> MessageDetail:
+    message = await _load(state.store, message_id)
+    raw = await state.store.get_raw(message_id) or b""
+    return detail(message, raw, state.settings)
+
+
+@router.get("/{message_id}/raw", response_class=Response,
+            responses={200: {"content": {"message/rfc822": {}}}})
+async def get_raw(message_id: str, store: StoreDep,
+                  download: Annotated[bool, Query()] = False) -> Response:
+    raw = await store.get_raw(message_id)
+    if raw is None:
+        raise HTTPException(404, detail=f"no message with id {message_id}")
+    headers = {"Content-Disposition": 'attachment; filename="message.eml"'} if download else {}
+    return Response(raw, media_type="message/rfc822", headers=headers)
+
+
+@router.get("/{message_id}/parts/{index}", response_class=Response)
+async def get_part(message_id: str, index: int, store: StoreDep) -> Response:
+    message = await _load(store, message_id)
+    parsed = _parsed(message)
+    raw = await store.get_raw(message_id)
+    found = part_bytes(raw, index) if raw and parsed and 0 <= index < len(parsed.parts) else None
+    if parsed is None:
+        raise HTTPException(409, detail="the message has not been parsed yet; try again shortly")
+    if found is None:
+        raise HTTPException(404, detail=f"message {message_id} has no leaf part {index}")
+    content, content_type = found
+    part = parsed.parts[index]
+    headers = {}
+    if part.filename:
+        safe = part.filename.replace('"', "").replace("\r", "").replace("\n", "")
+        headers["Content-Disposition"] = f'inline; filename="{safe}"'
+    return Response(content, media_type=content_type, headers=headers)
+
+
+@router.delete("/{message_id}", status_code=204)
+async def delete_message(message_id: str, state: StateDep) -> Response:
+    if not await state.store.delete(message_id):
+        raise HTTPException(404, detail=f"no message with id {message_id}")
+    state.watcher.forget(message_id)
+    return Response(status_code=204)
+
+
+@router.delete("", status_code=204)
+async def delete_all_messages(state: StateDep) -> Response:
+    await state.store.delete_all()
+    return Response(status_code=204)

@@ -1,0 +1,5 @@
+import sys
+
+from pat.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""In-process pub/sub of message changes, feeding the live APIs (events, websockets, UI).
+
+``StoreWatcher`` turns store changes made by other processes (the gateway writes, the worker
+updates) into bus events by following ``messages.updated_ns``; Redis replaces it in production."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pat.domain import now_ns
+from pat.store.models import Message
+from pat.store.repository import MessageStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MessageChange:
+    kind: str  # "received", "updated" or "deleted"
+    message_id: str
+    message: Message | None
+
+
+class Bus:
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[MessageChange]] = set()
+
+    def publish(self, change: MessageChange) -> None:
+        for queue in self._subscribers:
+            if queue.qsize() < 10_000:  # a stalled subscriber loses events, not memory
+                queue.put_nowait(change)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[MessageChange]]:
+        queue: asyncio.Queue[MessageChange] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+
+class StoreWatcher:
+    def __init__(self, store: MessageStore, bus: Bus, interval: float = 0.2) -> None:
+        self._store = store
+        self._bus = bus
+        self._interval = interval
+        self._cursor = now_ns()
+        self._seen: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-watcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def forget(self, message_id: str) -> None:
+        self._seen.pop(message_id, None)
+        self._bus.publish(MessageChange("deleted", message_id, None))
+
+    async def poll_once(self) -> None:
+        for message in await self._store.changed_since(self._cursor):
+            self._cursor = max(self._cursor, message.updated_ns)
+            previous = self._seen.get(message.id)
+            if previous == message.updated_ns:
+                continue
+            new = previous is None and message.status == "received"
+            self._seen[message.id] = message.updated_ns
+            self._bus.publish(MessageChange("received" if new else "updated", message.id, message))
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception as exc:
+                log.warning("store watch failed, retrying: %s", exc)
+            await asyncio.sleep(self._interval)

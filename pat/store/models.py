@@ -1,0 +1,62 @@
+"""Tables of the store. A message is two rows: its metadata (``messages``) and its bytes
+(``message_raw``), so that listing never reads bodies. ``outbox`` rows are written in the same
+transaction as the message and tell the relay which pipelines still have to be started."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, LargeBinary, String
+from sqlmodel import Field, SQLModel
+
+
+class MessageStatus(StrEnum):
+    received = "received"
+    processed = "processed"
+    failed = "failed"
+
+
+class MessageBase(SQLModel):
+    id: str = Field(primary_key=True, max_length=255)
+    tenant: str = Field(default="default", index=True, max_length=255)
+    created_ns: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    updated_ns: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    mail_from: str = Field(default="", max_length=1024)
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    helo: str = Field(default="", max_length=1024)
+    peer: str = Field(default="", max_length=255)
+    size: int = 0
+    status: str = Field(default=MessageStatus.received, index=True, max_length=16)
+    failure_reason: str | None = None
+    subject: str | None = None
+    from_header: str | None = None
+    to_header: str | None = None
+    parsed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class Message(MessageBase, table=True):
+    __tablename__ = "messages"
+
+
+class MessageRaw(SQLModel, table=True):
+    __tablename__ = "message_raw"
+    message_id: str = Field(
+        sa_column=Column(String(255), ForeignKey("messages.id", ondelete="CASCADE"),
+                         primary_key=True))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=255, index=True)
+    tenant: str = Field(default="default", max_length=255)
+    size: int = 0
+    created_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
+    published_ns: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
+
+
+messages = Message.__table__  # type: ignore[attr-defined]
+message_raw = MessageRaw.__table__  # type: ignore[attr-defined]
+outbox = Outbox.__table__  # type: ignore[attr-defined]

@@ -118,11 +118,12 @@ def _strip_bcc(data: bytes) -> bytes:
     return b"\n".join(kept) + sep + body
 
 
-def _wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+def _wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes],
+                   what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with status {proc.returncode}")
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.2)
@@ -151,7 +152,7 @@ def start_temporal_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
          "--namespace", settings.temporal_namespace, "--log-level", "warn",
          "--ui-disable-news-fetch", *dev_server_flags()],
         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_for_port(host, int(port), 60, proc)
+    _wait_for_port(host, int(port), 60, proc, "the Temporal dev server")
     return proc
 
 
@@ -198,8 +199,9 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
             services[name] = subprocess.Popen([sys.executable, "-m", "pat", name],
                                               start_new_session=True)
             started.append(services[name])
-        _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"])
-        _wait_for_port(settings.http_host, settings.http_port, 60, services["api"])
+        _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"],
+                       "the gateway")
+        _wait_for_port(settings.http_host, settings.http_port, 60, services["api"], "the API")
         print(f"Pat {pat_version()} is up\n"
               f"  SMTP         {settings.smtp_host}:{settings.smtp_port}\n"
               f"  Web UI/API   http://{settings.http_host}:{settings.http_port}\n"

@@ -141,7 +141,8 @@ def _text_of(part: EmailMessage) -> str:
     except (LookupError, UnicodeError, AssertionError, KeyError):
         # Unknown charset or a broken transfer encoding: show what can be shown.
         content = _payload_bytes(part).decode("utf-8", errors="replace")
-    return content if isinstance(content, str) else bytes(content).decode("utf-8", "replace")
+    text = content if isinstance(content, str) else bytes(content).decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")  # wire line endings are not part of the text
 
 
 def parse_bytes(raw: bytes) -> EmailMessage:
@@ -153,7 +154,7 @@ def parse_bytes(raw: bytes) -> EmailMessage:
         raise MalformedMessage(f"the message cannot be parsed: {exc}") from exc
     if not message.keys():
         raise MalformedMessage("the message has no header section")
-    return message  # type: ignore[return-value]
+    return message
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -165,14 +166,14 @@ def parse_message(raw: bytes) -> ParsedMessage:
     snippet = ""
     defects = [f"{type(d).__name__}: {d}" for d in message.defects]
     for index, part in enumerate(message.walk()):
-        described = _describe(index, part)  # type: ignore[arg-type]
+        described = _describe(index, part)
         parts.append(described)
         defects += [f"part {index}: {type(d).__name__}: {d}" for d in part.defects if index]
         if described.is_attachment or described.is_inline or part.is_multipart():
             continue
         if described.content_type == "text/plain" and text_part is None:
             text_part = index
-            snippet = " ".join(_text_of(part).split())[:SNIPPET_LENGTH]  # type: ignore[arg-type]
+            snippet = " ".join(_text_of(part).split())[:SNIPPET_LENGTH]
         elif described.content_type == "text/html" and html_part is None:
             html_part = index
     return ParsedMessage(
@@ -186,7 +187,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
 def part_of(raw: bytes, index: int) -> EmailMessage | None:
     for position, part in enumerate(parse_bytes(raw).walk()):
         if position == index:
-            return part  # type: ignore[return-value]
+            return part
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +126,7 @@ class MessageStore:
                 .offset(offset).limit(limit))).all()
         return int(total or 0), [_row_to_message(r) for r in rows]
 
-    async def changed_since(self, since_ns: int, limit: int = 5000) -> list[Message]:
+    async def changed_since(self, since_ns: int, limit: int = 5000) -> builtins.list[Message]:
         """Messages written at or after ``since_ns``, oldest change first."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
@@ -133,7 +134,7 @@ class MessageStore:
                 .order_by(messages.c.updated_ns).limit(limit))).all()
         return [_row_to_message(r) for r in rows]
 
-    async def ids(self) -> set[str]:
+    async def ids(self) -> builtins.set[str]:
         async with self.engine.connect() as conn:
             return set((await conn.scalars(select(messages.c.id))).all())
 

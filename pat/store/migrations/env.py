@@ -1,8 +1,9 @@
 """Alembic environment: runs on the connection that ``pat.store.db.migrate`` hands over."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
-from pat.store.models import SQLModel
+import pat.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=SQLModel.metadata,

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that `make test` (and, with "bench", the benchmark) needs and
+# that this machine lacks. Nothing is downloaded from anywhere but Debian's archive.
+set -euo pipefail
+
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_cmd swaks || need+=(swaks)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+have_cmd chromium || need+=(chromium)
+if [ "${1:-}" = "bench" ]; then
+  have_cmd smtp-source || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "installing Debian packages: ${need[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if have_cmd sudo; then sudo="sudo"; else
+    echo "error: run as root or install these packages: ${need[*]}" >&2; exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,5 @@
+"""MailHog-compatible API: /api/v1 and /api/v2 (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["mailhog"])

@@ -1,0 +1,5 @@
+"""The web UI (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

@@ -139,19 +139,35 @@ def temporal_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """Runs in each child before exec: if ``pat up`` itself is killed (even with SIGKILL),
+    the kernel sends the child SIGTERM, so no orphan keeps holding Pat's ports."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    # A session of its own: the terminal's Ctrl-C reaches only `pat up`, which then stops
+    # the services in order (API and gateway first, Temporal last).
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent,
+                            **kwargs)
+
+
 def start_temporal_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
     from pat.temporal import dev_server_flags
 
     host, _, port = settings.temporal_address.rpartition(":")
     log_file = (settings.data_dir / "temporal.log").open("ab")
-    proc = subprocess.Popen(
+    proc = _spawn(
         [temporal_binary(), "server", "start-dev",
          "--db-filename", str(settings.data_dir / "temporal.db"),
          "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
          "--ip", host, "--port", port, "--ui-port", str(settings.temporal_ui_port),
          "--namespace", settings.temporal_namespace, "--log-level", "warn",
          "--ui-disable-news-fetch", *dev_server_flags()],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=log_file, stderr=subprocess.STDOUT)
     _wait_for_port(host, int(port), 60, proc, "the Temporal dev server")
     return proc
 
@@ -196,8 +212,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
             started.append(start_temporal_dev_server(settings))
         services = {}
         for name in ("worker", "gateway", "api"):
-            services[name] = subprocess.Popen([sys.executable, "-m", "pat", name],
-                                              start_new_session=True)
+            services[name] = _spawn([sys.executable, "-m", "pat", name])
             started.append(services[name])
         _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"],
                        "the gateway")

@@ -46,6 +46,14 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres")
         self._run(_bin("initdb"), "-D", str(self.data), "-U", "pat", "--auth=trust",
                   "-E", "UTF8", "--no-sync")
+        self.resume()
+        return f"postgresql+asyncpg://pat@127.0.0.1:{self.port}/postgres"
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data, as an outage would."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+    def resume(self) -> None:
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.dir / "log"),
                   "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                         "-c fsync=off -c max_connections=200", "start")
@@ -55,7 +63,6 @@ class PostgresServer:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     break
             time.sleep(0.1)
-        return f"postgresql+asyncpg://pat@127.0.0.1:{self.port}/postgres"
 
     def create_database(self, name: str) -> str:
         self._run(_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "pat", name)

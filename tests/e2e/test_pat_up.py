@@ -1,0 +1,112 @@
+"""`pat up` as a user runs it: addresses printed, mail accepted, state kept across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from tests.e2e.conftest import PatUp
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def _wait_processed(pat: PatUp, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items: list[dict[str, Any]] = _get(f"{pat.base_url}/api/v3/messages")["items"]
+        if len(items) == count and all(m["status"] == "processed" for m in items):
+            return items
+        time.sleep(0.2)
+    raise AssertionError(f"not all {count} messages processed: {items}")
+
+
+def _swaks(pat: PatUp, *args: str) -> str:
+    done = subprocess.run(["swaks", "--server", f"127.0.0.1:{pat.smtp_port}", *args],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+async def _workflow_status(pat: PatUp, workflow_id: str) -> WorkflowExecutionStatus | None:
+    client = await Client.connect(f"127.0.0.1:{pat.temporal_port}")
+    return (await client.get_workflow_handle(workflow_id).describe()).status
+
+
+def test_up_serves_mail_and_restart_keeps_messages_and_histories(
+        pat_up: PatUp, tmp_path: Path) -> None:
+    assert f"SMTP         127.0.0.1:{pat_up.smtp_port}" in pat_up.output
+    assert f"http://127.0.0.1:{pat_up.http_port}" in pat_up.output
+    assert f"Temporal UI  http://127.0.0.1:{pat_up.ui_port}" in pat_up.output
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 8)
+    out = _swaks(pat_up, "--to", "dev@example.test", "--attach", f"@{report}")
+    assert "250 2.0.0 OK: queued as" in out
+    listed = _get(f"{pat_up.base_url}/api/v3/messages")
+    assert listed["total"] == 1  # listed the moment 250 was sent
+
+    [message] = _wait_processed(pat_up, 1)
+    assert message["attachments"] == 1
+    assert asyncio.run(_workflow_status(pat_up, message["workflow_id"])) == \
+        WorkflowExecutionStatus.COMPLETED
+    with urllib.request.urlopen(f"{pat_up.base_url}/", timeout=30) as page:
+        assert page.status == 200
+
+    assert pat_up.stop() == 0
+    pat_up.start()
+    [again] = _wait_processed(pat_up, 1)
+    assert again["id"] == message["id"]
+    assert asyncio.run(_workflow_status(pat_up, message["workflow_id"])) == \
+        WorkflowExecutionStatus.COMPLETED
+    detail = _get(f"{pat_up.base_url}/api/v3/messages/{message['id']}")
+    part = urllib.request.urlopen(f"{pat_up.base_url}{detail['parts'][0]['url']}", timeout=30)
+    assert part.read() == report.read_bytes()
+
+
+def test_killed_up_leaves_no_service_behind_and_starts_again(pat_up: PatUp) -> None:
+    _swaks(pat_up, "--to", "dev@example.test")
+    _wait_processed(pat_up, 1)
+    assert pat_up.proc is not None
+    pat_up.proc.send_signal(signal.SIGKILL)  # no chance to clean up: the children must notice
+    pat_up.proc.wait()
+    pat_up.proc = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{pat_up.base_url}/healthz", timeout=1)
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the API outlived a killed pat up")
+    time.sleep(1)
+    pat_up.start()
+    _wait_processed(pat_up, 1)
+
+
+def test_pat_send_submits_stdin_like_sendmail(pat_up: PatUp) -> None:
+    message = (b"From: app@example.test\nTo: to@example.test\nBcc: hidden@example.test\n"
+               b"Subject: via sendmail\n\nHello from pat send\n")
+    done = subprocess.run([sys.executable, "-m", "pat", "send", "-t", "-f", "app@example.test"],
+                          input=message, env=pat_up.env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [stored] = _wait_processed(pat_up, 1)
+    assert sorted(stored["recipients"]) == ["hidden@example.test", "to@example.test"]
+    with urllib.request.urlopen(f"{pat_up.base_url}/api/v3/messages/{stored['id']}/raw") as raw:
+        data = raw.read()
+    assert b"Bcc" not in data and b"Hello from pat send\r\n" in data
+
+    refused = subprocess.run([sys.executable, "-m", "pat", "send"], input=message,
+                             env=pat_up.env, capture_output=True, timeout=60)
+    assert refused.returncode == 2
+    assert b"no recipients" in refused.stderr

@@ -1,0 +1,57 @@
+"""Records the EmailPipeline history that the replay test checks against.
+
+Run ``python -m tests.histories.record`` only when EmailPipeline changes on purpose (and
+then with workflow.patched for running histories)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from pat import temporal
+from pat.cli import temporal_binary
+from pat.domain import EmailPipelineInput, SpooledMessage
+from pat.store.db import make_engine, migrate
+from pat.store.repository import MessageStore
+from workers.email import email_worker
+from workflows.email_pipeline import EmailPipeline
+
+RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Recorded\r\n"
+       b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+       b"Hello\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
+       b"filename=r.pdf\r\n\r\nPDF\r\n--b--\r\n")
+
+
+async def record() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=[temporal.SENDER, temporal.RECIPIENTS, temporal.SUBJECT,
+                           temporal.TENANT])
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp}/pat.db")
+        await migrate(engine)
+        store = MessageStore(engine)
+        await store.insert_batch([SpooledMessage(id="recorded@pat", tenant="default",
+                                                 mail_from="app@example.test",
+                                                 recipients=["dev@example.test"], helo="h",
+                                                 peer="127.0.0.1", data=RAW)])
+        queue = str(uuid.uuid4())
+        async with email_worker(env.client, store, queue):
+            handle = await env.client.start_workflow(
+                EmailPipeline.run, EmailPipelineInput(message_id="recorded@pat"),
+                id="email-recorded@pat", task_queue=queue)
+            await handle.result()
+        history = await handle.fetch_history()
+        out = Path(__file__).parent / "email_pipeline.json"
+        out.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+        await engine.dispose()
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())

@@ -88,5 +88,6 @@ def pat_up(pat_up_config: PatUp) -> Iterator[PatUp]:
     yield pat_up_config
     if pat_up_config.proc is not None:
         pat_up_config.stop()
-    for port in (pat_up_config.smtp_port, pat_up_config.http_port):
+    for port in (pat_up_config.smtp_port, pat_up_config.http_port,
+                 pat_up_config.temporal_port, pat_up_config.ui_port):
         assert _port_closed(port), f"port {port} still open after pat up stopped"

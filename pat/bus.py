@@ -49,7 +49,7 @@ class StoreWatcher:
         self._store = store
         self._bus = bus
         self._interval = interval
-        self._cursor = now_ns()
+        self._cursor = self._started_ns = now_ns()
         self._seen: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -71,7 +71,9 @@ class StoreWatcher:
             previous = self._seen.get(message.id)
             if previous == message.updated_ns:
                 continue
-            new = previous is None and message.status == "received"
+            # First sight of a message that arrived after the watcher started is its arrival,
+            # whatever status its pipeline has already given it.
+            new = previous is None and message.created_ns >= self._started_ns
             self._seen[message.id] = message.updated_ns
             self._bus.publish(MessageChange("received" if new else "updated", message.id, message))
         if len(self._seen) > 100_000:

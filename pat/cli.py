@@ -69,7 +69,9 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     app = _service("api.app:create_app")(settings)
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    # Open live streams (UI tabs, EventSource clients) must not hold up a Ctrl-C.
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+                timeout_graceful_shutdown=3)
     return 0
 
 

@@ -1,5 +1,278 @@
-"""MailHog-compatible API: /api/v1 and /api/v2 (being written)."""
+"""MailHog-compatible API: /api/v1 and /api/v2, answering as MailHog's own Go code does
+(MailHog-Server ``api/v1.go`` and ``api/v2.go``), so that MailHog clients work unchanged.
 
-from fastapi import APIRouter
+The JSON is built by ``api.mailhog_json`` from the raw bytes and envelope of each stored message.
+Where MailHog answers a bad request with a panic, a wrong deletion or an empty body, Pat answers
+with a status and a JSON ``{"error": ...}`` that says what was wrong."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from api import mailhog_json as mh
+from api.deps import AppState, StateDep, get_state
+from pat.bus import MessageChange
+from pat.store.models import Message
+from pat.store.repository import MessageStore
 
 router = APIRouter(tags=["mailhog"])
+
+KEEPALIVE_SECONDS = 60.0  # MailHog's keepalive ticker on /api/v1/events
+SEARCH_PAGE = 500  # messages read per round trip while searching
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+def _error(status: int, error: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error})
+
+
+def _go_json_response(value: Any, content_type: str) -> Response:
+    # MailHog says "text/json" for most answers and "application/json" for search, with no
+    # charset parameter; media_type=None keeps Starlette from adding one.
+    return Response(mh.go_json(value).encode("utf-8", "surrogateescape"), media_type=None,
+                    headers={"Content-Type": content_type})
+
+
+def _envelope(message: Message) -> mh.StoredEnvelope:
+    return mh.StoredEnvelope(message_id=message.id, created_ns=message.created_ns,
+                             mail_from=message.mail_from, recipients=message.recipients,
+                             helo=message.helo)
+
+
+async def _build_many(store: MessageStore, messages: Sequence[Message],
+                      hostname: str) -> list[dict[str, Any]]:
+    raws = await store.get_many_raw([m.id for m in messages])
+    # A message deleted between the two reads is left out, as it would be a moment later.
+    return [mh.build_message(_envelope(m), raws[m.id], hostname)
+            for m in messages if m.id in raws]
+
+
+async def _build_one(state: AppState, message_id: str) -> dict[str, Any] | None:
+    message = await state.store.get(message_id)
+    raw = await state.store.get_raw(message_id) if message else None
+    if message is None or raw is None:
+        return None
+    return mh.build_message(_envelope(message), raw, state.settings.smtp_hostname)
+
+
+def _not_found(message_id: str) -> JSONResponse:
+    return _error(404, f"no message with id {message_id}")
+
+
+def _start_limit(request: Request) -> tuple[int, int]:
+    """``getStartLimit``: start 0 and limit 50 by default, limit capped at 250, and an empty or
+    zero value meaning the default, as in MailHog; values that are not whole numbers at or
+    above zero are refused (MailHog silently ignores them)."""
+    values: dict[str, int] = {}
+    for name in ("start", "limit"):
+        text = request.query_params.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            number = int(text)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise BadRequest(400, f"{name} must be a whole number, 0 or more (got {text!r})")
+        values[name] = number
+    limit = values.get("limit") or mh.DEFAULT_LIMIT
+    return values.get("start", 0), min(limit, mh.MAX_LIMIT)
+
+
+# --- API v1 ------------------------------------------------------------------------------------
+
+@router.get("/api/v1/messages", response_class=Response)
+async def v1_list_messages(state: StateDep) -> Response:
+    """The newest 1000 messages, newest first, as a JSON array."""
+    _, found = await state.store.list(limit=mh.V1_LIST_LIMIT)
+    items = await _build_many(state.store, found, state.settings.smtp_hostname)
+    return _go_json_response(items, "text/json")
+
+
+@router.delete("/api/v1/messages", response_class=Response)
+async def v1_delete_all(state: StateDep) -> Response:
+    for message_id in await state.store.delete_all():
+        state.watcher.forget(message_id)
+    return Response(status_code=200, media_type=None, headers={"Content-Type": "text/json"})
+
+
+@router.get("/api/v1/messages/{message_id}", response_class=Response)
+async def v1_get_message(message_id: str, state: StateDep) -> Response:
+    # MailHog's in-memory store answers 200 "null" for an unknown id; Pat says 404.
+    message = await _build_one(state, message_id)
+    if message is None:
+        return _not_found(message_id)
+    return _go_json_response(message, "text/json")
+
+
+@router.delete("/api/v1/messages/{message_id}", response_class=Response)
+async def v1_delete_message(message_id: str, state: StateDep) -> Response:
+    # MailHog's in-memory store deletes its oldest message when the id is unknown; Pat says 404.
+    if not await state.store.delete(message_id):
+        return _not_found(message_id)
+    state.watcher.forget(message_id)
+    return Response(status_code=200, media_type=None, headers={"Content-Type": "text/json"})
+
+
+@router.get("/api/v1/messages/{message_id}/download", response_class=Response,
+            responses={200: {"content": {"message/rfc822": {}}}})
+async def v1_download(message_id: str, state: StateDep) -> Response:
+    """The message as received. (MailHog rebuilds the file from its header map instead, which
+    reorders headers at random and keeps one value per repeated header.)"""
+    raw = await state.store.get_raw(message_id)
+    if raw is None:
+        return _not_found(message_id)
+    filename = message_id.replace('"', "")
+    return Response(raw, media_type=None, headers={
+        "Content-Type": "message/rfc822",
+        "Content-Disposition": f'attachment; filename="{filename}.eml"'})
+
+
+@router.get("/api/v1/messages/{message_id}/mime/part/{index}/download", response_class=Response)
+async def v1_download_part(message_id: str, index: str, state: StateDep) -> Response:
+    if not index.isdigit():
+        return _error(400, f"the part index must be a whole number, 0 or more (got {index!r})")
+    message = await _build_one(state, message_id)
+    if message is None:
+        return _not_found(message_id)
+    found = mh.part_download(message, int(index))
+    if found is None:
+        count = len((message["MIME"] or {}).get("Parts") or [])
+        return _error(404, f"message {message_id} has no MIME part {index} "
+                           f"(it has {count} top-level part{'s' if count != 1 else ''})")
+    response = Response(found.body, media_type=None)
+    response.raw_headers.extend(mh.iter_header_lines(found.headers))
+    return response
+
+
+@router.get("/api/v1/events")
+async def v1_events(request: Request) -> StreamingResponse:
+    """Server-sent events: each new message as ``data:`` lines, a ``keepalive`` every minute."""
+    state = get_state(request)
+
+    async def frames() -> AsyncIterator[str]:
+        async for message in _new_messages(state, KEEPALIVE_SECONDS):
+            if message is None:
+                yield mh.event_stream_frame("keepalive", "")
+            else:
+                yield mh.event_stream_message(message)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+# --- API v2 ------------------------------------------------------------------------------------
+
+@router.get("/api/v2/messages", response_class=Response)
+async def v2_list_messages(request: Request, state: StateDep) -> Response:
+    try:
+        start, limit = _start_limit(request)
+    except BadRequest as bad:
+        return _error(bad.status, bad.error)
+    total, found = await state.store.list(offset=start, limit=limit)
+    items = await _build_many(state.store, found, state.settings.smtp_hostname)
+    return _go_json_response(mh.messages_result(total, start, items), "text/json")
+
+
+@router.get("/api/v2/search", response_class=Response)
+async def v2_search(request: Request, state: StateDep) -> Response:
+    try:
+        start, limit = _start_limit(request)
+    except BadRequest as bad:
+        return _error(bad.status, bad.error)
+    kind = request.query_params.get("kind", "")
+    if kind not in mh.SEARCH_KINDS:
+        return _error(400, f"kind must be one of {', '.join(mh.SEARCH_KINDS)} (got {kind!r})")
+    query = request.query_params.get("query", "")
+    if not query:
+        return _error(400, "query must not be empty")
+    total, items = await _search(state, kind, query, start, limit)
+    return _go_json_response(mh.messages_result(total, start, items), "application/json")
+
+
+async def _search(state: AppState, kind: str, query: str, start: int,
+                  limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """MailHog's in-memory search matches on the parsed message, so every message is read,
+    newest first, a page at a time; only the requested window is kept."""
+    total = 0
+    window: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        _, page = await state.store.list(offset=offset, limit=SEARCH_PAGE)
+        if not page:
+            break
+        offset += len(page)
+        for message in await _build_many(state.store, page, state.settings.smtp_hostname):
+            if mh.matches(message, kind, query):
+                if start <= total < start + limit:
+                    window.append(message)
+                total += 1
+        if len(page) < SEARCH_PAGE:
+            break
+    return total, window
+
+
+@router.websocket("/api/v2/websocket")
+async def v2_websocket(websocket: WebSocket) -> None:
+    """Each new message as one text frame of compact JSON, as MailHog's websocket hub sends."""
+    state: AppState = websocket.app.state.pat
+    await websocket.accept()
+
+    async def until_closed() -> None:
+        # MailHog reads and ignores what the client sends; a close ends the subscription.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    reader = asyncio.create_task(until_closed())
+    try:
+        async for message in _new_messages(state, None, stop=reader):
+            if message is not None:
+                await websocket.send_text(mh.websocket_message(message))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+# --- live messages -----------------------------------------------------------------------------
+
+async def _new_messages(state: AppState, keepalive: float | None,
+                        stop: asyncio.Task[None] | None = None
+                        ) -> AsyncIterator[dict[str, Any] | None]:
+    """MailHog JSON of each message that arrives from now on, once each; None when
+    ``keepalive`` seconds passed without one. Ends when ``stop`` finishes."""
+    async with state.bus.subscribe() as changes:
+        while stop is None or not stop.done():
+            getter = asyncio.ensure_future(changes.get())
+            waiting: set[asyncio.Future[Any]] = {getter}
+            if stop is not None:
+                waiting.add(stop)
+            try:
+                done, _ = await asyncio.wait(waiting, timeout=keepalive,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()  # also when the client went away while we waited
+            if getter not in done:
+                if not done:
+                    yield None
+                continue
+            change: MessageChange = getter.result()
+            if change.kind != "received":  # the bus announces each arrival exactly once
+                continue
+            message = await _build_one(state, change.message_id)
+            if message is not None:
+                yield message
+

@@ -225,5 +225,6 @@ async def delete_message(message_id: str, state: StateDep) -> Response:
 
 @router.delete("", status_code=204)
 async def delete_all_messages(state: StateDep) -> Response:
-    await state.store.delete_all()
+    for deleted in await state.store.delete_all():
+        state.watcher.forget(deleted)
     return Response(status_code=204)

@@ -145,12 +145,13 @@ class MessageStore:
             result = await conn.execute(delete(messages).where(messages.c.id == message_id))
         return bool(result.rowcount)
 
-    async def delete_all(self) -> int:
+    async def delete_all(self) -> builtins.list[str]:
+        """Delete every message; return the ids deleted."""
         async with self.engine.begin() as conn:
             await conn.execute(delete(outbox))
             await conn.execute(delete(message_raw))
-            result = await conn.execute(delete(messages))
-        return int(result.rowcount or 0)
+            result = await conn.execute(delete(messages).returning(messages.c.id))
+            return list(result.scalars().all())
 
     async def save_parsed(self, message_id: str, parsed: dict[str, Any], *, subject: str,
                           from_header: str, to_header: str) -> bool:

@@ -41,7 +41,8 @@ def _upgrade(connection: Connection) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    # "heads": independent features add their own revisions off the same parent.
+    command.upgrade(config, "heads")
 
 
 async def migrate(engine: AsyncEngine) -> None:

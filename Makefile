@@ -3,8 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # pip keeps its downloads in the user's cache directory (~/.cache/pip), so a second run is fast.
 STAMP := $(VENV)/.installed
+# caniemail's client-support data (npm package) for the HTML compatibility check; kept in the
+# user's cache directory like pip's downloads. PAT_CANIEMAIL_DATA points elsewhere if needed.
+CANIEMAIL_DIR ?= $(HOME)/.cache/pat/caniemail
+CANIEMAIL_DATA := $(CANIEMAIL_DIR)/node_modules/caniemail/data/caniemail.json
 
-.PHONY: up test lint bench clean
+.PHONY: up test lint bench clean caniemail
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -12,10 +16,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-up: $(STAMP)
+$(CANIEMAIL_DATA):
+	command -v npm >/dev/null || scripts/system-deps.sh
+	npm install --silent --no-audit --no-fund --prefix $(CANIEMAIL_DIR) caniemail@2
+
+caniemail: $(CANIEMAIL_DATA)
+
+up: $(STAMP) $(CANIEMAIL_DATA)
 	$(VENV)/bin/pat up
 
-test: $(STAMP)
+test: $(STAMP) $(CANIEMAIL_DATA)
 	scripts/system-deps.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

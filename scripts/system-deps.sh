@@ -8,6 +8,9 @@ have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_cmd swaks || need+=(swaks)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 have_cmd chromium || need+=(chromium)
+# SpamAssassin's daemon for the spam check; npm installs the caniemail data (`make caniemail`).
+have_cmd spamd || [ -x /usr/sbin/spamd ] || need+=(spamassassin spamd)
+have_cmd npm || need+=(npm)
 if [ "${1:-}" = "bench" ]; then
   have_cmd smtp-source || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
 fi

@@ -34,7 +34,7 @@ async def run_worker(settings: Settings) -> None:
     await migrate(engine)
     client = await connect_with_retry(settings)
     await temporal.ensure_search_attributes(client, settings.temporal_namespace)
-    worker = email_worker(client, MessageStore(engine), settings.temporal_task_queue)
+    worker = email_worker(client, MessageStore(engine), settings.temporal_task_queue, settings)
     log.info("worker polling task queue %s", settings.temporal_task_queue)
     try:
         await worker.run()

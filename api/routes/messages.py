@@ -55,6 +55,35 @@ class MessageSummary(BaseModel):
     workflow_url: str
 
 
+class CheckOut(BaseModel):
+    name: str
+    verdict: str
+    reason: str
+    details: dict[str, Any]
+
+
+class DeductionOut(BaseModel):
+    check: str
+    points: float
+    reason: str
+
+
+class ReportOut(BaseModel):
+    score: int
+    out_of: int
+    method: str
+    deductions: list[DeductionOut]
+    not_scored: list[str]
+    recommendations: list[str]
+
+
+class ChecksOut(BaseModel):
+    """The deliverability checks: each check's verdict and reason, and the report."""
+
+    results: dict[str, CheckOut]
+    report: ReportOut
+
+
 class MessageDetail(MessageSummary):
     helo: str
     peer: str
@@ -65,6 +94,7 @@ class MessageDetail(MessageSummary):
     parts: list[PartOut]
     defects: list[str]
     raw_url: str
+    checks: ChecksOut | None = None
 
 
 class MessageList(BaseModel):
@@ -109,7 +139,8 @@ def detail(message: Message, raw: bytes, settings: Settings) -> MessageDetail:
         headers=parsed.headers if parsed else [],
         text=part_text(raw, parsed.text_part) if parsed else None,
         html=part_text(raw, parsed.html_part) if parsed else None,
-        parts=parts, defects=parsed.defects if parsed else [], raw_url=f"{base}/raw")
+        parts=parts, defects=parsed.defects if parsed else [], raw_url=f"{base}/raw",
+        checks=ChecksOut.model_validate(message.checks) if message.checks else None)
 
 
 def _filter(to: str | None, sender: str | None, subject: str | None,

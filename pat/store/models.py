@@ -33,6 +33,8 @@ class MessageBase(SQLModel):
     from_header: str | None = None
     to_header: str | None = None
     parsed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # The deliverability checks' results and report (migration 0002_checks).
+    checks: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Message(MessageBase, table=True):

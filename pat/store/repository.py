@@ -162,6 +162,13 @@ class MessageStore:
                     to_header=to_header, updated_ns=now_ns()))
         return bool(result.rowcount)
 
+    async def save_checks(self, message_id: str, checks: dict[str, Any]) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(messages).where(messages.c.id == message_id).values(
+                    checks=checks, updated_ns=now_ns()))
+        return bool(result.rowcount)
+
     async def set_status(self, message_id: str, status: MessageStatus,
                          reason: str | None = None) -> bool:
         async with self.engine.begin() as conn:

@@ -12,7 +12,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
+from activities.checks import CheckInput, SaveChecksInput
 from activities.parse import MALFORMED, MISSING, MarkInput, ParseInput, PersistInput
+from compliance.result import CheckResult
 from pat.domain import EmailPipelineInput, SpooledMessage, workflow_id_for
 from pat.parsing import ParsedMessage, parse_message
 from pat.store.db import make_engine, migrate
@@ -20,7 +22,10 @@ from pat.store.repository import MessageStore
 from workers.email import email_worker
 from workflows.email_pipeline import EmailPipeline
 
-HISTORY = Path(__file__).parent.parent / "histories" / "email_pipeline.json"
+HISTORIES = Path(__file__).parent.parent / "histories"
+HISTORY = HISTORIES / "email_pipeline.json"
+CHECKS_HISTORY = HISTORIES / "email_pipeline_checks.json"
+ALL_CHECKS = ["authentication", "blocklists", "content", "html_compatibility", "links", "spam"]
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Hi\r\n"
        b"Message-ID: <1@example.test>\r\n\r\nHello\r\n")
 
@@ -49,7 +54,10 @@ async def test_real_activities_store_the_parsed_view_and_mark_processed(
     await engine.dispose()
 
 
-def _stand_in_worker(client: Client, parse: object, calls: list[object]) -> Worker:
+def _stand_in_worker(client: Client, parse: object, calls: list[object],
+                     *replacements: object) -> Worker:
+    """Stand-ins for every activity but ``parse``; ``replacements`` take the place of the
+    stand-ins registered under the same activity names."""
     @activity.defn(name="persist_parsed")
     async def persist(params: PersistInput) -> bool:
         calls.append(("persist", params.message_id))
@@ -60,8 +68,33 @@ def _stand_in_worker(client: Client, parse: object, calls: list[object]) -> Work
         calls.append(("mark", params.status, params.reason))
         return True
 
+    replaced = {_activity_name(r) for r in replacements}
+    stand_ins = [a for a in [persist, mark, *_stand_in_checks(calls)]
+                 if _activity_name(a) not in replaced]
     return Worker(client, task_queue=str(uuid.uuid4()), workflows=[EmailPipeline],
-                  activities=[parse, persist, mark])
+                  activities=[parse, *stand_ins, *replacements])
+
+
+def _activity_name(fn: object) -> str:
+    definition = activity._Definition.must_from_callable(fn)  # type: ignore[arg-type]
+    return str(definition.name)
+
+
+def _stand_in_checks(calls: list[object]) -> list[object]:
+    """Checks that each say "none", and a save that records what it was given."""
+    def check(name: str) -> object:
+        @activity.defn(name=f"check_{name}")
+        async def run(params: CheckInput) -> CheckResult:
+            return CheckResult(name=name, verdict="none", reason="stand-in")
+        return run
+
+    @activity.defn(name="save_checks")
+    async def save(params: SaveChecksInput) -> bool:
+        calls.append(("checks", sorted(r.name for r in params.results)))
+        return True
+
+    return [*(check(n) for n in ("authentication", "spam", "content", "html_compatibility",
+                                 "links", "blocklists")), save]
 
 
 async def test_malformed_message_is_marked_failed_without_retrying(
@@ -108,7 +141,7 @@ async def test_store_errors_are_retried_until_the_store_answers(temporal_client:
     result = await _run(temporal_client, _stand_in_worker(temporal_client, parse, calls), "m4")
     assert result.status == "processed"  # type: ignore[attr-defined]
     assert attempts == [1, 2, 3]
-    assert calls == [("persist", "m4"), ("mark", "processed", None)]
+    assert calls == [("persist", "m4"), ("checks", ALL_CHECKS), ("mark", "processed", None)]
 
 
 async def test_an_unexpected_error_type_still_fails_loudly(temporal_client: Client) -> None:
@@ -128,3 +161,36 @@ async def test_replay_of_a_recorded_history_is_deterministic() -> None:
     history = WorkflowHistory.from_json(workflow_id="email-recorded",
                                         history=json.loads(HISTORY.read_text()))
     await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
+
+
+async def test_replay_of_a_recorded_run_with_the_checks_is_deterministic() -> None:
+    from temporalio.client import WorkflowHistory
+
+    history = WorkflowHistory.from_json(workflow_id="email-recorded-checks",
+                                        history=json.loads(CHECKS_HISTORY.read_text()))
+    await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
+
+
+async def test_a_check_whose_activity_gives_up_is_an_error_result_not_a_failed_run(
+        temporal_client: Client) -> None:
+    calls: list[object] = []
+    saved: list[SaveChecksInput] = []
+
+    @activity.defn(name="parse_message")
+    async def parse(params: ParseInput) -> ParsedMessage:
+        return parse_message(RAW)
+
+    @activity.defn(name="check_spam")
+    async def broken_spam(params: CheckInput) -> CheckResult:
+        raise RuntimeError("spamd client crashed")
+
+    @activity.defn(name="save_checks")
+    async def save(params: SaveChecksInput) -> bool:
+        saved.append(params)
+        return True
+
+    worker = _stand_in_worker(temporal_client, parse, calls, broken_spam, save)
+    result = await _run(temporal_client, worker, "m6")
+    assert result.status == "processed"  # type: ignore[attr-defined]
+    spam = next(r for r in saved[0].results if r.name == "spam")
+    assert spam.verdict == "error" and "spamd client crashed" in spam.reason

@@ -79,7 +79,7 @@ async def running_pat(settings: Settings, client: Client, *, worker: bool = True
     api_task = asyncio.create_task(api.serve())
     while not api.started:  # noqa: ASYNC110 (uvicorn offers no event to await)
         await asyncio.sleep(0.02)
-    worker_cm = (email_worker(client, store, settings.temporal_task_queue)
+    worker_cm = (email_worker(client, store, settings.temporal_task_queue, settings)
                  if worker else contextlib.nullcontext())
     try:
         async with worker_cm, httpx.AsyncClient(base_url=f"http://127.0.0.1:"

@@ -1,0 +1,76 @@
+"""SpamAssassin's verdict through a real ``spamd`` (aiospamc's REPORT command): the score,
+the threshold and every rule that hit, with its points and description."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import aiospamc  # type: ignore[import-untyped]
+from aiospamc.exceptions import (  # type: ignore[import-untyped]
+    AIOSpamcConnectionFailed,
+    ClientException,
+    ClientTimeoutException,
+)
+from aiospamc.responses import ResponseException  # type: ignore[import-untyped]
+
+from compliance.result import CheckResult, Verdict, result
+
+SPAM = "spam"
+_RULE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
+
+
+@dataclass(frozen=True)
+class SpamdConfig:
+    host: str
+    port: int
+    timeout: float
+
+
+def parse_rules(report: str) -> list[dict[str, object]]:
+    """Rule rows of SpamAssassin's report table; wrapped descriptions are joined."""
+    rules: list[dict[str, object]] = []
+    in_table = False
+    for line in report.splitlines():
+        if line.startswith("---- "):
+            in_table = True
+            continue
+        if not in_table or not line.strip():
+            continue
+        found = _RULE.match(line)
+        if found:
+            rules.append({"rule": found.group(2), "points": float(found.group(1)),
+                          "description": found.group(3).strip()})
+        elif rules and line.startswith(" "):
+            rules[-1]["description"] = f"{rules[-1]['description']} {line.strip()}"
+    return rules
+
+
+async def check_spam(raw: bytes, config: SpamdConfig) -> CheckResult:
+    where = f"spamd at {config.host}:{config.port}"
+    try:
+        response = await aiospamc.report(
+            raw, host=config.host, port=config.port,
+            timeout=aiospamc.Timeout(total=config.timeout, connection=min(config.timeout, 5.0)))
+    except AIOSpamcConnectionFailed as exc:
+        return result(SPAM, Verdict.unavailable, f"{where} is not reachable ({exc}); install "
+                      "SpamAssassin (Debian package spamd) or set PAT_SPAMD_HOST/PAT_SPAMD_PORT",
+                      spamd=where)
+    except (ClientTimeoutException, TimeoutError):
+        return result(SPAM, Verdict.error, f"{where} did not answer within "
+                      f"{config.timeout:g}s", spamd=where)
+    except (ClientException, ResponseException, OSError, ValueError) as exc:
+        return result(SPAM, Verdict.error, f"{where} failed: {type(exc).__name__}: {exc}",
+                      spamd=where)
+    spam = response.headers["Spam"]
+    score, threshold = float(spam.score), float(spam.threshold)
+    rules = parse_rules(response.body.decode("utf-8", "replace"))
+    rules.sort(key=lambda r: -float(r["points"]))  # type: ignore[arg-type]
+    details = {"score": score, "threshold": threshold, "is_spam": bool(spam.value),
+               "rules": rules, "spamd": where}
+    if spam.value:
+        top = ", ".join(str(r["rule"]) for r in rules[:3])
+        return result(SPAM, Verdict.fail, f"SpamAssassin scores {score:g} (threshold "
+                      f"{threshold:g}): spam; top rules {top}", **details)
+    return result(SPAM, Verdict.passed, f"SpamAssassin scores {score:g} (threshold "
+                  f"{threshold:g}): not spam", **details)

@@ -1,0 +1,104 @@
+"""A corpus of messages with the verdicts and report score each must get, through the real
+check activities, a real DNS server (tests/support/check_fixtures.py) and a real spamd.
+
+tests/checks_corpus/cases.json lists each case: the message file, how the test signs it
+(keys are generated per run, so signatures cannot be stored), the connecting IP and envelope
+sender, the verdicts expected, and the report's score. Scores may differ by SCORE_SLACK points:
+SpamAssassin's rule scores move a little between rule updates, and the spam deduction is
+proportional to the score."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activities.checks import CheckActivities, CheckInput
+from compliance.report import build_report
+from compliance.result import CheckResult
+from pat.domain import SpooledMessage
+from pat.settings import Settings
+from pat.store.db import make_engine, migrate
+from pat.store.repository import MessageStore
+from tests.support.check_fixtures import SigningDns, Spamd
+
+TESTS = Path(__file__).resolve().parent.parent
+CASES = json.loads((TESTS / "checks_corpus" / "cases.json").read_text())
+SCORE_SLACK = 3
+GARBAGE_RECEIVED = b"Received: from [[[garbage ((( by ; ;;\r\nReceived: \r\n"
+
+
+def _prepare(raw: bytes, sign: str, dns: SigningDns) -> bytes:
+    if sign == "none":
+        return raw
+    if sign == "expired":
+        return dns.sign_expired(raw)
+    if sign == "no_subject":
+        return dns.sign(raw, headers=("from", "to", "date"))
+    signed = dns.sign(raw)
+    if sign == "tampered":
+        return signed.replace(b"Thursday", b"Friday")
+    if sign == "arc":
+        return dns.arc_seal(signed)
+    if sign == "garbage_received":
+        return GARBAGE_RECEIVED + signed
+    assert sign == "good", f"unknown signing mode {sign}"
+    return signed
+
+
+@pytest.fixture(scope="module")
+async def corpus_checks(tmp_path_factory: pytest.TempPathFactory, test_dns: SigningDns,
+                        spamd: Spamd) -> AsyncIterator[tuple[CheckActivities, MessageStore]]:
+    tmp = tmp_path_factory.mktemp("corpus")
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp / 'pat.db'}")
+    await migrate(engine)
+    store = MessageStore(engine)
+    settings = Settings(data_dir=tmp, dns_resolver="127.0.0.1", dns_port=test_dns.port,
+                        dns_timeout=2.0, spamd_host=spamd.host, spamd_port=spamd.port,
+                        spamd_timeout=20, dnsbl_ip_zones=["bl.test"],
+                        dnsbl_domain_zones=["dbl.test"])
+    yield CheckActivities(settings, store), store
+    await engine.dispose()
+
+
+async def _run(checks: CheckActivities, message_id: str) -> list[CheckResult]:
+    params = CheckInput(message_id)
+    return [await checks.check_authentication(params), await checks.check_spam(params),
+            await checks.check_content(params), await checks.check_html_compatibility(params),
+            await checks.check_links(params), await checks.check_blocklists(params)]
+
+
+def _verdicts(results: list[CheckResult]) -> dict[str, str]:
+    found = {r.name: r.verdict for r in results}
+    for result in results:
+        for name, sub in (result.details.get("checks") or {}).items():
+            found[name] = sub["verdict"]
+    return found
+
+
+def test_the_corpus_is_big_enough() -> None:
+    assert len(CASES) >= 20
+    assert all(case["score"] is not None for case in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+async def test_corpus_case(case: dict[str, Any], test_dns: SigningDns,
+                           corpus_checks: tuple[CheckActivities, MessageStore]) -> None:
+    checks, store = corpus_checks
+    raw = _prepare((TESTS / case["file"]).read_bytes(), case["sign"], test_dns)
+    message_id = f"{uuid.uuid4()}@corpus"
+    await store.insert_batch([SpooledMessage(
+        id=message_id, tenant="default", mail_from=case["mail_from"],
+        recipients=["dev@example.test"], helo="mta.example.test", peer=case["peer"],
+        data=raw)])
+    results = await _run(checks, message_id)
+    verdicts = _verdicts(results)
+    report = build_report(results)
+    wrong = {name: (verdicts.get(name), want) for name, want in case["expect"].items()
+             if verdicts.get(name) != want}
+    assert wrong == {}, {r.name: r.reason for r in results}
+    assert abs(report["score"] - case["score"]) <= SCORE_SLACK, report

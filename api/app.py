@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import AppState
-from api.routes import events, health, mailhog, messages, ui
+from api.routes import events, health, mailhog, messages, plugins, ui
 from pat.bus import Bus, StoreWatcher
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(plugins.router)
     app.include_router(events.router)
     app.include_router(mailhog.router)
     app.include_router(ui.router)

@@ -1,4 +1,5 @@
-"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``send``, ``version``.
+"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``send``, ``plugin``,
+``version``.
 
 The kernel must not import the transport packages, so services are looked up by module name
 when their subcommand runs (as entry points are)."""
@@ -73,6 +74,11 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
                 timeout_graceful_shutdown=3)
     return 0
+
+
+def cmd_plugin(settings: Settings, args: argparse.Namespace) -> int:
+    status: int = _service("plugins.cli:run_plugin_command")(settings, args)
+    return status
 
 
 def cmd_version(_settings: Settings, _args: argparse.Namespace) -> int:
@@ -257,12 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--smtp-addr", metavar="HOST:PORT", help="SMTP server (default: Pat's)")
     send.add_argument("-i", "-oi", action="store_true", help="ignored, as sendmail")
     send.add_argument("recipients", nargs="*")
+    _service("plugins.cli:add_plugin_parser")(sub)
     return parser
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up, "gateway": cmd_gateway, "worker": cmd_worker, "api": cmd_api,
-    "version": cmd_version, "send": cmd_send,
+    "version": cmd_version, "send": cmd_send, "plugin": cmd_plugin,
 }
 
 

@@ -54,6 +54,49 @@ class Settings(BaseSettings):
                                        "relay is not woken by the gateway.")
     relay_concurrency: int = Field(64, description="Workflow starts the relay keeps in flight.")
 
+    plugin_memory_limit_mb: int = Field(128, description="Hard memory limit of one plugin's V8 "
+                                        "isolate, in MB; a manifest may ask for less or more.")
+    plugin_timeout_ms: int = Field(50, description="Time limit of one plugin hook call, in "
+                                   "milliseconds; a manifest may ask for less or more.")
+    plugin_allowed_hosts: str = Field("", description="Comma-separated hosts (host or host:port) "
+                                      "that plugins may reach through pat.http and SMTP replies, "
+                                      "if their manifest declares them too. Empty: no network.")
+    plugin_max_source_bytes: int = Field(256 * 1024, description="Largest plugin source the "
+                                         "scanner accepts, in bytes.")
+
+    checks_enabled: bool = Field(True, description="Run the deliverability checks (auth, spam, "
+                                 "content, HTML compatibility, links, blocklists) on every "
+                                 "message.")
+    dns_resolver: str = Field("", description="IP address of the DNS resolver the checks ask "
+                              "(SPF, DKIM, DMARC, DNSBL); empty means the system's resolver.")
+    dns_port: int = Field(53, description="Port of dns_resolver.")
+    dns_timeout: float = Field(3.0, description="Seconds a check waits for one DNS answer; a "
+                               "timeout gives the verdict error (temperror).")
+    spf_evaluate_ip: str = Field("", description="IP address SPF (and the DNSBL lookup) is "
+                                 "evaluated for; empty means the connecting client's address. "
+                                 "Set it to your production sending IP.")
+    dnsbl_ip_zones: list[str] = Field(["zen.spamhaus.org"], description="DNS blocklists the "
+                                      "sending IP is looked up in (JSON list).")
+    dnsbl_domain_zones: list[str] = Field(["dbl.spamhaus.org"], description="DNS blocklists "
+                                          "the From and envelope domains are looked up in "
+                                          "(JSON list).")
+    spamd_host: str = Field("127.0.0.1", description="Host of SpamAssassin's spamd; when it "
+                            "does not answer the spam check says unavailable.")
+    spamd_port: int = Field(783, description="Port of spamd.")
+    spamd_timeout: float = Field(15.0, description="Seconds to wait for spamd's verdict.")
+    caniemail_data: Path = Field(
+        Path("~/.cache/pat/caniemail/node_modules/caniemail/data/caniemail.json").expanduser(),
+        description="caniemail.json of the npm package caniemail, which `make caniemail` "
+        "installs into ~/.cache/pat/caniemail.")
+    link_check_network: bool = Field(False, description="Request every link and image URL and "
+                                     "report its HTTP status.")
+    link_check_allow_private: bool = Field(False, description="Let the link check request URLs "
+                                           "that resolve to private or loopback addresses.")
+    link_check_concurrency: int = Field(8, description="Most link requests in flight at once.")
+    link_check_timeout: float = Field(5.0, description="Seconds per link request.")
+    link_check_max_links: int = Field(100, description="Most URLs checked per message; the "
+                                      "rest are listed only.")
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'pat.db'}"

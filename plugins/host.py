@@ -1,0 +1,267 @@
+"""Running a plugin's hook for Pat: the email as plugins see it, the isolate call, the checks
+on what came back, storage commits, effects, and the run record.
+
+``execute`` needs no database (``pat plugin test`` uses it on a file); ``PluginHost`` adds the
+store: it loads the plugin, commits its storage writes, carries out its effects and records
+every run, whatever its outcome."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pat.parsing import MalformedMessage, ParsedMessage, parse_message, part_text
+from pat.settings import Settings
+from pat.store.repository import MessageStore
+from plugins.effects import EffectDenied, perform, reachable_hosts
+from plugins.manifest import EMAIL_HOOKS, Manifest
+from plugins.runtime import HookOutcome, HookStatus, Invocation, IsolatePool, Limits, call_hook
+from plugins.store import InstalledPlugin, PluginStore, StorageQuotaError
+
+MAX_BODY_CHARS = 256 * 1024
+MAX_METADATA_BYTES = 64 * 1024
+MAX_HEADER_CHANGES = 50
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+
+
+class MalformedResult(ValueError):
+    pass
+
+
+@dataclass
+class HookRun:
+    """What one hook call did, as recorded."""
+
+    plugin_id: str
+    plugin_version: str
+    hook: str
+    status: HookStatus
+    error: str | None
+    duration_ms: float
+    changes: dict[str, Any] = field(default_factory=dict)
+    logs: list[dict[str, str]] = field(default_factory=list)
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    run_id: int | None = None
+
+
+def limits_for(manifest: Manifest, settings: Settings) -> Limits:
+    return Limits(memory_mb=manifest.memory_limit_mb or settings.plugin_memory_limit_mb,
+                  timeout_ms=manifest.timeout_ms or settings.plugin_timeout_ms)
+
+
+def validate_changes(hook: str, value: Any) -> dict[str, Any]:
+    """What a hook returned, checked: ``onEmailReceived`` may return ``{headers, metadata}``
+    (a header set to null is removed), the other hooks ``{metadata}``, any hook nothing."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedResult(f"{hook} must return an object or nothing, not "
+                              f"{type(value).__name__}")
+    allowed = {"headers", "metadata"} if hook == "onEmailReceived" else {"metadata"}
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise MalformedResult(f"{hook} may return only {sorted(allowed)}; got {unknown}")
+    changes: dict[str, Any] = {}
+    if "headers" in value:
+        headers = value["headers"]
+        if not isinstance(headers, dict) or len(headers) > MAX_HEADER_CHANGES:
+            raise MalformedResult(f"headers must be an object of at most {MAX_HEADER_CHANGES} "
+                                  "names")
+        for name, text in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise MalformedResult(f"{name!r} is not a valid header name")
+            if text is not None and (not isinstance(text, str) or len(text) > 998
+                                     or "\r" in text or "\n" in text):
+                raise MalformedResult(f"header {name} must be a one-line string of at most 998 "
+                                      "characters, or null to remove it")
+        changes["headers"] = headers
+    if "metadata" in value:
+        if not isinstance(value["metadata"], dict):
+            raise MalformedResult("metadata must be an object")
+        if len(json.dumps(value["metadata"])) > MAX_METADATA_BYTES:
+            raise MalformedResult(f"metadata is larger than {MAX_METADATA_BYTES // 1024} KB")
+        changes["metadata"] = value["metadata"]
+    return changes
+
+
+def apply_header_changes(headers: list[tuple[str, str]],
+                         changes: list[dict[str, str | None]]) -> list[tuple[str, str]]:
+    """Pat's view of the headers after plugins' changes; the stored bytes never change."""
+    result = list(headers)
+    for change in changes:
+        for name, value in change.items():
+            result = [(n, v) for n, v in result if n.lower() != name.lower()]
+            if value is not None:
+                result.insert(0, (name, value))
+    return result
+
+
+def _addresses(parsed: ParsedMessage, kind: str) -> list[dict[str, str]]:
+    return [{"name": a.name, "address": a.address} for a in parsed.addresses.get(kind, [])]
+
+
+def email_for_plugins(raw: bytes, parsed: ParsedMessage, *, message_id: str, tenant: str,
+                      mail_from: str, recipients: list[str], received_ns: int,
+                      header_changes: list[dict[str, str | None]] | None = None,
+                      metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The email object a hook receives: plain JSON, bodies capped at 256 K characters."""
+    from_ = _addresses(parsed, "from")
+    return {
+        "id": message_id, "tenant": tenant,
+        "receivedAt": datetime.fromtimestamp(received_ns / 1e9, tz=UTC).isoformat(),
+        "envelope": {"from": mail_from, "to": recipients},
+        "subject": parsed.subject, "messageId": parsed.message_id, "date": parsed.date,
+        "from": from_[0] if from_ else None, "to": _addresses(parsed, "to"),
+        "cc": _addresses(parsed, "cc"), "replyTo": _addresses(parsed, "reply_to"),
+        "headers": [list(h) for h in apply_header_changes(parsed.headers, header_changes or [])],
+        "text": (part_text(raw, parsed.text_part) or "")[:MAX_BODY_CHARS],
+        "html": (part_text(raw, parsed.html_part) or "")[:MAX_BODY_CHARS],
+        "attachments": [{"filename": p.filename, "contentType": p.content_type, "size": p.size}
+                        for p in parsed.attachments],
+        "size": len(raw), "metadata": metadata or {},
+    }
+
+
+async def execute(manifest: Manifest, code: str, hook: str, args: list[Any], *,
+                  tenant: str, plugin_settings: dict[str, Any], storage: dict[str, Any],
+                  settings: Settings, pool: IsolatePool | None = None
+                  ) -> tuple[HookOutcome, dict[str, Any]]:
+    """Call one hook and check its result; the outcome and the changes it asks for."""
+    invocation = Invocation(
+        hook=hook, args=args, plugin_id=manifest.id, plugin_version=manifest.version,
+        tenant=tenant, permissions=manifest.permissions,
+        hosts=reachable_hosts(manifest, settings), settings=plugin_settings,
+        storage=storage if "storage" in manifest.permissions else {})
+    limits = limits_for(manifest, settings)
+    outcome = await call_hook(code, invocation, limits, pool)
+    if outcome.status is HookStatus.timeout:
+        # The limit is wall-clock time, and a busy machine can stall even a trivial hook past
+        # it (seen under load). A timed-out call has no effects and no writes, so it is run
+        # once more in a fresh isolate; a hook that really loops times out twice.
+        first = outcome.duration_ms
+        outcome = await call_hook(code, invocation, limits, pool)
+        outcome.duration_ms += first
+    changes: dict[str, Any] = {}
+    if outcome.status is HookStatus.ok:
+        try:
+            changes = validate_changes(hook, outcome.value)
+        except MalformedResult as exc:
+            outcome.status, outcome.error = HookStatus.malformed, str(exc)
+            outcome.effects, outcome.storage_writes = [], {}
+    return outcome, changes
+
+
+class PluginHost:
+    def __init__(self, plugins: PluginStore, messages: MessageStore, settings: Settings) -> None:
+        self.plugins = plugins
+        self.messages = messages
+        self.settings = settings
+        self.pool = IsolatePool()
+
+    async def email(self, tenant: str, message_id: str, *, before_plugin: str | None = None
+                    ) -> dict[str, Any] | None:
+        """The email for hooks, with the header changes and metadata that other plugins'
+        ``onEmailReceived`` recorded for it; None if the message is gone, unreadable or not
+        this tenant's."""
+        message = await self.messages.get(message_id)
+        raw = await self.messages.get_raw(message_id)
+        if message is None or raw is None or message.tenant != tenant:
+            return None  # a tenant's plugins never see another tenant's mail
+        try:
+            parsed = (ParsedMessage.from_dict(message.parsed) if message.parsed
+                      else parse_message(raw))
+        except MalformedMessage:
+            return None
+        header_changes, metadata = await self.recorded_changes(tenant, message_id,
+                                                               exclude=before_plugin)
+        return email_for_plugins(raw, parsed, message_id=message_id, tenant=tenant,
+                                 mail_from=message.mail_from, recipients=message.recipients,
+                                 received_ns=message.created_ns, header_changes=header_changes,
+                                 metadata=metadata)
+
+    async def recorded_changes(self, tenant: str, message_id: str, *, exclude: str | None = None
+                               ) -> tuple[list[dict[str, str | None]], dict[str, Any]]:
+        """Header changes (in the order they were made) and metadata by plugin id, from each
+        plugin's latest successful ``onEmailReceived`` on this message."""
+        latest: dict[str, dict[str, Any]] = {}
+        for run in await self.plugins.runs(tenant, message_id=message_id, limit=1000):
+            if (run.hook == "onEmailReceived" and run.status == HookStatus.ok
+                    and run.plugin_id != exclude and run.plugin_id not in latest):
+                latest[run.plugin_id] = run.changes
+        ordered = list(reversed(latest.items()))
+        return ([c["headers"] for _, c in ordered if c.get("headers")],
+                {pid: c["metadata"] for pid, c in ordered if "metadata" in c})
+
+    async def run_hook(self, tenant: str, plugin_id: str, hook: str, *,
+                       message_id: str | None = None, payload: Any = None) -> HookRun:
+        """Run one hook of one installed plugin and record the run. Raises only for the
+        store; everything the plugin does wrong is in the returned, recorded run."""
+        plugin = await self.plugins.get(tenant, plugin_id)
+        if plugin is None:
+            raise LookupError(f"no plugin {plugin_id!r} is installed for tenant {tenant!r}")
+        if hook in EMAIL_HOOKS:
+            email = await self.email(tenant, message_id or "", before_plugin=plugin_id)
+            if email is None:
+                raise LookupError(f"message {message_id} of tenant {tenant} is not in the store "
+                                  "(deleted?)")
+            args: list[Any] = [email, payload] if hook == "onEmailValidated" else [email]
+        else:
+            args = [{"tenant": tenant, "settings": plugin.settings}]
+        return await self._run(plugin, hook, args, message_id)
+
+    async def _run(self, plugin: InstalledPlugin, hook: str, args: list[Any],
+                   message_id: str | None) -> HookRun:
+        if hook not in plugin.manifest.hooks:
+            outcome = HookOutcome(HookStatus.malformed,
+                                  f"{plugin.id} does not declare the hook {hook}")
+            changes: dict[str, Any] = {}
+        else:
+            storage = ({} if "storage" not in plugin.manifest.permissions
+                       else await self.plugins.storage(plugin.tenant, plugin.id))
+            outcome, changes = await execute(
+                plugin.manifest, plugin.code, hook, args, tenant=plugin.tenant,
+                plugin_settings=plugin.settings, storage=storage, settings=self.settings,
+                pool=self.pool)
+        effects = await self._commit(plugin, outcome)
+        run = HookRun(plugin_id=plugin.id, plugin_version=plugin.version, hook=hook,
+                      status=outcome.status, error=outcome.error,
+                      duration_ms=round(outcome.duration_ms, 3), changes=changes,
+                      logs=outcome.logs, effects=effects)
+        run.run_id = await self.plugins.record_run({
+            "tenant": plugin.tenant, "plugin_id": plugin.id, "plugin_version": plugin.version,
+            "hook": hook, "message_id": message_id, "status": run.status, "error": run.error,
+            "duration_ms": run.duration_ms, "logs": run.logs, "changes": run.changes,
+            "effects": run.effects})
+        return run
+
+    async def _commit(self, plugin: InstalledPlugin, outcome: HookOutcome
+                      ) -> list[dict[str, Any]]:
+        """Storage writes, then effects, of a successful hook; what each effect did."""
+        if outcome.status is not HookStatus.ok:
+            return []
+        try:
+            await self.plugins.apply_storage_writes(plugin.tenant, plugin.id,
+                                                    outcome.storage_writes)
+        except StorageQuotaError as exc:
+            outcome.status, outcome.error = HookStatus.denied, f"storage: {exc}"
+            return []
+        done: list[dict[str, Any]] = []
+        for effect in outcome.effects:
+            record = {"kind": effect.get("kind"),
+                      "target": effect.get("url") or effect.get("host") or effect.get("name")}
+            try:
+                record.update(ok=True, detail=await perform(effect, plugin.manifest,
+                                                            self.settings, plugin.tenant))
+            except EffectDenied as exc:
+                record.update(ok=False, detail=f"denied: {exc}")
+                outcome.status, outcome.error = HookStatus.denied, str(exc)
+            except (OSError, ValueError) as exc:
+                record.update(ok=False, detail=str(exc))
+                if outcome.status is HookStatus.ok:
+                    outcome.status = HookStatus.effect_failed
+                    outcome.error = f"{effect.get('kind')} effect failed: {exc}"
+            done.append(record)
+        return done

@@ -1,0 +1,65 @@
+"""Running a hook of every active plugin from inside a workflow.
+
+``run_hooks`` is called from a workflow's code (EmailPipeline): it asks for the tenant's active
+plugins that implement the hook, then runs each as its own activity, in execution order. A
+plugin that fails is one failed activity and one HookResult with its status; the next plugin
+runs all the same, and the calling workflow carries on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.plugins import (
+        MESSAGE_GONE,
+        PLUGIN_HOOK_FAILED,
+        ActivePluginsInput,
+        HookResult,
+        PluginActivities,
+        RunHookInput,
+    )
+
+# Plugin failures are final (non-retryable); these retries are for the store and the network
+# of the worker, not for the plugin.
+HOOK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(seconds=5), maximum_attempts=5,
+                         non_retryable_error_types=[PLUGIN_HOOK_FAILED, MESSAGE_GONE])
+# Covers the hook's own limit and any effects (HTTP, SMTP) it asked for.
+HOOK_TIMEOUT = timedelta(seconds=60)
+
+
+async def run_hooks(hook: str, message_id: str | None, *, tenant: str = "default",
+                    payload: Any = None) -> list[HookResult]:
+    """Run ``hook`` of each active plugin on ``message_id``; one result per plugin, in order.
+    ``payload`` is the second argument of ``onEmailValidated`` (the check results)."""
+    plugin_ids = await workflow.execute_activity_method(
+        PluginActivities.active_plugins, ActivePluginsInput(tenant=tenant, hook=hook),
+        start_to_close_timeout=timedelta(seconds=30), retry_policy=HOOK_RETRY)
+    results: list[HookResult] = []
+    for plugin_id in plugin_ids:
+        try:
+            results.append(await workflow.execute_activity_method(
+                PluginActivities.run_plugin_hook,
+                RunHookInput(tenant=tenant, plugin_id=plugin_id, hook=hook,
+                             message_id=message_id, payload=payload),
+                start_to_close_timeout=HOOK_TIMEOUT, retry_policy=HOOK_RETRY,
+                summary=f"{plugin_id}.{hook}"))
+        except ActivityError as err:
+            cause = err.cause
+            if not isinstance(cause, ApplicationError):
+                raise
+            if cause.type == PLUGIN_HOOK_FAILED and cause.details:
+                recorded = cause.details[0]
+                results.append(recorded if isinstance(recorded, HookResult)
+                               else HookResult(**recorded))
+            elif cause.type in (PLUGIN_HOOK_FAILED, MESSAGE_GONE):
+                results.append(HookResult(plugin_id=plugin_id, hook=hook, status="error",
+                                          error=cause.message))
+            else:
+                raise
+    return results

@@ -14,8 +14,24 @@ from temporalio.testing import WorkflowEnvironment
 from pat import temporal
 from pat.cli import temporal_binary
 from tests.support.check_fixtures import spamd, test_dns  # noqa: F401  (session fixtures)
+from tests.support.dns_server import DnsServer
 from tests.support.harness import RunningPat, make_settings, running_pat
 from tests.support.postgres import PostgresServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_dns() -> Iterator[DnsServer]:
+    """Every Pat the tests start (in-process or `pat up`) resolves through an empty
+    authoritative server on loopback: no test's DNS query leaves the machine, and each one is
+    answered at once (NXDOMAIN). Tests that need records use ``test_dns`` with own settings."""
+    server = DnsServer()
+    server.start()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PAT_DNS_RESOLVER", "127.0.0.1")
+    patch.setenv("PAT_DNS_PORT", str(server.port))
+    yield server
+    patch.undo()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,18 +9,21 @@ from activities.checks import CheckActivities
 from activities.parse import EmailActivities
 from pat.settings import Settings
 from pat.store.repository import MessageStore
+from workers.plugins import PLUGIN_WORKFLOWS, plugin_activities
 from workflows.email_pipeline import EmailPipeline
 
 
 def email_worker(client: Client, store: MessageStore, task_queue: str,
                  settings: Settings | None = None) -> Worker:
     """``settings`` configure the checks (resolver, spamd, ...); the defaults otherwise."""
+    settings = settings or Settings()
     activities = EmailActivities(store)
-    checks = CheckActivities(settings or Settings(), store)
-    return Worker(client, task_queue=task_queue, workflows=[EmailPipeline],
+    checks = CheckActivities(settings, store)
+    return Worker(client, task_queue=task_queue, workflows=[EmailPipeline, *PLUGIN_WORKFLOWS],
                   activities=[activities.parse_message, activities.persist_parsed,
                               activities.mark_message, checks.check_authentication,
                               checks.check_spam, checks.check_content,
                               checks.check_html_compatibility, checks.check_links,
-                              checks.check_blocklists, checks.save_checks],
+                              checks.check_blocklists, checks.save_checks,
+                              *plugin_activities(store, settings)],
                   max_concurrent_activities=64)

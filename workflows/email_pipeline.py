@@ -6,8 +6,12 @@ and report -> mark processed. A message that cannot be parsed is not retried: it
 before its pipeline ran ends the run quietly. A check that fails, even one whose activity
 gives up, is a result with verdict ``error``: it never fails the pipeline.
 
-The checks came after runs were already recorded: they sit behind
-``workflow.patched("deliverability-checks")`` so that those histories still replay."""
+Plugins' hooks run around them: ``onEmailReceived`` after the parsed view is stored,
+``onEmailValidated`` with the check results, ``onEmailStored`` once the message is processed.
+A plugin's failure is its own recorded result; the pipeline carries on.
+
+The checks and the plugin hooks came after runs were already recorded: they sit behind
+``workflow.patched(...)`` so that those histories still replay."""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from compliance.result import CheckResult, Verdict
     from pat import temporal
     from pat.domain import EmailPipelineInput, EmailPipelineResult
+    from workflows.plugin_hooks import run_hooks
 
 # Store writes are idempotent, so retrying them is safe; a minute of attempts rides out a
 # database restart, and the backoff keeps a down store from being hammered.
@@ -40,6 +45,7 @@ STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_
                           non_retryable_error_types=[MALFORMED, MISSING])
 TIMEOUT = timedelta(seconds=30)
 CHECKS_PATCH = "deliverability-checks"
+PLUGINS_PATCH = "plugin-hooks"
 # Checks catch their own failures; a retry covers a worker lost mid-check or a store hiccup
 # while loading the message.
 CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
@@ -90,13 +96,21 @@ class EmailPipeline:
         await workflow.execute_activity_method(
             EmailActivities.persist_parsed, PersistInput(params.message_id, parsed),
             start_to_close_timeout=TIMEOUT, retry_policy=STORE_RETRY)
+        plugins = workflow.patched(PLUGINS_PATCH)
+        if plugins:
+            await run_hooks("onEmailReceived", params.message_id, tenant=params.tenant)
         if workflow.patched(CHECKS_PATCH):
             results = await asyncio.gather(*(_run_check(name, method, params.message_id)
                                              for name, method in CHECKS))
             await workflow.execute_activity_method(
                 CheckActivities.save_checks, SaveChecksInput(params.message_id, list(results)),
                 start_to_close_timeout=TIMEOUT, retry_policy=STORE_RETRY)
+            if plugins:
+                await run_hooks("onEmailValidated", params.message_id, tenant=params.tenant,
+                                payload={r.name: r.to_dict() for r in results})
         await workflow.execute_activity_method(
             EmailActivities.mark_message, MarkInput(params.message_id, "processed"),
             start_to_close_timeout=TIMEOUT, retry_policy=STORE_RETRY)
+        if plugins:
+            await run_hooks("onEmailStored", params.message_id, tenant=params.tenant)
         return EmailPipelineResult(params.message_id, "processed")

@@ -1,10 +1,11 @@
 """Records the EmailPipeline history that the replay tests check against.
 
 Run ``python -m tests.histories.record`` only when EmailPipeline changes on purpose (and
-then with workflow.patched for running histories). It writes email_pipeline_checks.json, a run
-with the deliverability checks (patch "deliverability-checks"). email_pipeline.json is a run
-from before that patch and is kept as it is: today's code cannot record it again, and its
-replay proves that runs started before the checks existed still complete."""
+then with workflow.patched for running histories). It writes email_pipeline_plugins.json, a run
+with the deliverability checks and the hooks of one active plugin (patches
+"deliverability-checks" and "plugin-hooks"). email_pipeline.json (before both patches) and
+email_pipeline_checks.json (before the plugin hooks) are kept as they are: today's code cannot
+record them again, and their replays prove that runs started before each change still complete."""
 
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ from pat.domain import EmailPipelineInput, SpooledMessage
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
+from plugins.host import PluginHost
+from plugins.manifest import load_plugin_files
+from plugins.registry import PluginRegistry
+from plugins.store import PluginStore
 from workers.email import email_worker
 from workflows.email_pipeline import EmailPipeline
 
+SPAM_SCORER = Path(__file__).resolve().parents[2] / "plugins" / "samples" / "spam_scorer"
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Recorded\r\n"
        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
        b"Hello\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
@@ -44,6 +50,11 @@ async def record() -> None:
                                                  mail_from="app@example.test",
                                                  recipients=["dev@example.test"], helo="h",
                                                  peer="127.0.0.1", data=RAW)])
+        plugins = PluginStore(engine)
+        registry = PluginRegistry(plugins, PluginHost(plugins, store, Settings()), Settings())
+        manifest, code = load_plugin_files(SPAM_SCORER)
+        await registry.register("default", manifest, code, {}, {})
+        await registry.activate("default", manifest.id)
         queue = str(uuid.uuid4())
         # No spamd and a resolver that is not there: the checks record their error verdicts
         # quickly, which is all a replay needs.
@@ -55,7 +66,7 @@ async def record() -> None:
                 id="email-recorded@pat", task_queue=queue)
             await handle.result()
         history = await handle.fetch_history()
-        out = Path(__file__).parent / "email_pipeline_checks.json"
+        out = Path(__file__).parent / "email_pipeline_plugins.json"
         out.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
         await engine.dispose()
     await env.shutdown()

@@ -14,6 +14,7 @@ from temporalio.worker import Replayer, Worker
 
 from activities.checks import CheckInput, SaveChecksInput
 from activities.parse import MALFORMED, MISSING, MarkInput, ParseInput, PersistInput
+from activities.plugins import ActivePluginsInput
 from compliance.result import CheckResult
 from pat.domain import EmailPipelineInput, SpooledMessage, workflow_id_for
 from pat.parsing import ParsedMessage, parse_message
@@ -25,6 +26,7 @@ from workflows.email_pipeline import EmailPipeline
 HISTORIES = Path(__file__).parent.parent / "histories"
 HISTORY = HISTORIES / "email_pipeline.json"
 CHECKS_HISTORY = HISTORIES / "email_pipeline_checks.json"
+PLUGINS_HISTORY = HISTORIES / "email_pipeline_plugins.json"
 ALL_CHECKS = ["authentication", "blocklists", "content", "html_compatibility", "links", "spam"]
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Hi\r\n"
        b"Message-ID: <1@example.test>\r\n\r\nHello\r\n")
@@ -69,7 +71,12 @@ def _stand_in_worker(client: Client, parse: object, calls: list[object],
         return True
 
     replaced = {_activity_name(r) for r in replacements}
-    stand_ins = [a for a in [persist, mark, *_stand_in_checks(calls)]
+    @activity.defn(name="active_plugins")
+    async def no_plugins(params: ActivePluginsInput) -> list[str]:
+        calls.append(("plugins", params.hook))
+        return []
+
+    stand_ins = [a for a in [persist, mark, no_plugins, *_stand_in_checks(calls)]
                  if _activity_name(a) not in replaced]
     return Worker(client, task_queue=str(uuid.uuid4()), workflows=[EmailPipeline],
                   activities=[parse, *stand_ins, *replacements])
@@ -141,7 +148,9 @@ async def test_store_errors_are_retried_until_the_store_answers(temporal_client:
     result = await _run(temporal_client, _stand_in_worker(temporal_client, parse, calls), "m4")
     assert result.status == "processed"  # type: ignore[attr-defined]
     assert attempts == [1, 2, 3]
-    assert calls == [("persist", "m4"), ("checks", ALL_CHECKS), ("mark", "processed", None)]
+    assert calls == [("persist", "m4"), ("plugins", "onEmailReceived"), ("checks", ALL_CHECKS),
+                     ("plugins", "onEmailValidated"), ("mark", "processed", None),
+                     ("plugins", "onEmailStored")]
 
 
 async def test_an_unexpected_error_type_still_fails_loudly(temporal_client: Client) -> None:
@@ -194,3 +203,14 @@ async def test_a_check_whose_activity_gives_up_is_an_error_result_not_a_failed_r
     assert result.status == "processed"  # type: ignore[attr-defined]
     spam = next(r for r in saved[0].results if r.name == "spam")
     assert spam.verdict == "error" and "spamd client crashed" in spam.reason
+
+
+async def test_replay_of_a_recorded_run_with_plugin_hooks_is_deterministic() -> None:
+    from temporalio.client import WorkflowHistory
+
+    recorded = json.loads(PLUGINS_HISTORY.read_text())
+    activities = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                  for e in recorded["events"] if "activityTaskScheduledEventAttributes" in e]
+    assert activities.count("run_plugin_hook") == 1  # the spam scorer hooks onEmailReceived only
+    history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
+    await Replayer(workflows=[EmailPipeline]).replay_workflow(history)

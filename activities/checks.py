@@ -52,6 +52,8 @@ class CheckActivities:
     def __init__(self, settings: Settings, store: MessageStore) -> None:
         self._settings = settings
         self._store = store
+        self._spamd = spam.SpamdConfig(host=settings.spamd_host, port=settings.spamd_port,
+                                       timeout=settings.spamd_timeout)
 
     def _lookup(self) -> Lookup:
         s = self._settings
@@ -93,9 +95,7 @@ class CheckActivities:
         loaded = await self._load(spam.SPAM, params.message_id)
         if isinstance(loaded, CheckResult):
             return loaded
-        s = self._settings
-        return await spam.check_spam(loaded.raw, spam.SpamdConfig(
-            host=s.spamd_host, port=s.spamd_port, timeout=s.spamd_timeout))
+        return await spam.check_spam(loaded.raw, self._spamd)
 
     @activity.defn(name="check_content")
     async def check_content(self, params: CheckInput) -> CheckResult:

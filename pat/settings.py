@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     temporal_embedded: bool = Field(True, description="`pat up` starts a Temporal dev server "
                                     "itself; set false to use the server at temporal_address.")
 
+    worker_activity_slots: int = Field(16, description="Activities one worker runs at once.")
+    worker_workflow_task_slots: int = Field(8, description="Workflow tasks one worker runs at "
+                                            "once. Kept small so that under a backlog a task "
+                                            "is not held in the worker past its timeout.")
+
     relay_poll_interval: float = Field(1.0, description="Seconds between outbox scans when the "
                                        "relay is not woken by the gateway.")
     relay_concurrency: int = Field(64, description="Workflow starts the relay keeps in flight.")

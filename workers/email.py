@@ -26,4 +26,8 @@ def email_worker(client: Client, store: MessageStore, task_queue: str,
                               checks.check_html_compatibility, checks.check_links,
                               checks.check_blocklists, checks.save_checks,
                               *plugin_activities(store, settings)],
-                  max_concurrent_activities=64)
+                  # Bounded so that a backlog waits in Temporal's task queue, not in this
+                  # process: tasks held here past their timeouts are retried late and pile up.
+                  max_concurrent_activities=settings.worker_activity_slots,
+                  max_concurrent_local_activities=settings.worker_activity_slots,
+                  max_concurrent_workflow_tasks=settings.worker_workflow_task_slots)

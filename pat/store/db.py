@@ -22,7 +22,11 @@ def make_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        # A fixed pool: with aiosqlite every new connection is a new thread plus an open and
+        # its PRAGMAs, and a pool that overflows under load closes and reopens connections on
+        # every checkout. Callers beyond the pool wait their turn instead.
+        engine = create_async_engine(url, connect_args={"timeout": 10}, pool_size=16,
+                                     max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,11 +1,13 @@
 """Records the EmailPipeline history that the replay tests check against.
 
 Run ``python -m tests.histories.record`` only when EmailPipeline changes on purpose (and
-then with workflow.patched for running histories). It writes email_pipeline_plugins.json, a run
-with the deliverability checks and the hooks of one active plugin (patches
-"deliverability-checks" and "plugin-hooks"). email_pipeline.json (before both patches) and
-email_pipeline_checks.json (before the plugin hooks) are kept as they are: today's code cannot
-record them again, and their replays prove that runs started before each change still complete."""
+then with workflow.patched for running histories). It writes email_pipeline_local.json, a run
+with its steps as local activities, the deliverability checks and the hooks of one active
+plugin (patches "local-steps", "deliverability-checks" and "plugin-hooks"). The older
+histories are kept as they are: email_pipeline.json (before all three), email_pipeline_checks.json
+(checks only) and email_pipeline_plugins.json (checks and hooks, regular activities). Today's
+code cannot record them again, and their replays prove that runs started before each change
+still complete."""
 
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ async def record() -> None:
                 id="email-recorded@pat", task_queue=queue)
             await handle.result()
         history = await handle.fetch_history()
-        out = Path(__file__).parent / "email_pipeline_plugins.json"
+        out = Path(__file__).parent / "email_pipeline_local.json"
         out.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
         await engine.dispose()
     await env.shutdown()

@@ -27,6 +27,7 @@ HISTORIES = Path(__file__).parent.parent / "histories"
 HISTORY = HISTORIES / "email_pipeline.json"
 CHECKS_HISTORY = HISTORIES / "email_pipeline_checks.json"
 PLUGINS_HISTORY = HISTORIES / "email_pipeline_plugins.json"
+LOCAL_HISTORY = HISTORIES / "email_pipeline_local.json"
 ALL_CHECKS = ["authentication", "blocklists", "content", "html_compatibility", "links", "spam"]
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Hi\r\n"
        b"Message-ID: <1@example.test>\r\n\r\nHello\r\n")
@@ -212,5 +213,16 @@ async def test_replay_of_a_recorded_run_with_plugin_hooks_is_deterministic() -> 
     activities = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
                   for e in recorded["events"] if "activityTaskScheduledEventAttributes" in e]
     assert activities.count("run_plugin_hook") == 1  # the spam scorer hooks onEmailReceived only
+    history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
+    await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
+
+
+async def test_replay_of_a_recorded_run_with_local_steps_is_deterministic() -> None:
+    from temporalio.client import WorkflowHistory
+
+    recorded = json.loads(LOCAL_HISTORY.read_text())
+    scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                 for e in recorded["events"] if "activityTaskScheduledEventAttributes" in e]
+    assert scheduled == ["run_plugin_hook"]  # every other step ran as a local activity
     history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
     await Replayer(workflows=[EmailPipeline]).replay_workflow(history)

@@ -301,4 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # aiosmtpd logs every SMTP command and Alembic every plugin it loads at INFO: at the
+        # default level `pat up` would print a screen per message. DEBUG shows them again.
+        for chatty in ("mail.log", "alembic"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     return COMMANDS[args.command](settings, args)

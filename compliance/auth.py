@@ -138,6 +138,8 @@ def check_arc(raw: bytes, lookup: Lookup) -> CheckResult:
                                                 timeout=lookup.config.timeout)
     except DnsTimeout as exc:
         return result(ARC, Verdict.error, f"temperror: {exc}")
+    except dkim.DKIMException as exc:  # e.g. MessageFormatError: no header section to read
+        return result(ARC, Verdict.error, f"permerror: {exc}")
     chain = [{"instance": i.get("instance"), "domain": _text(i.get("as-domain")),
               "seal_valid": bool(i.get("as-valid")), "signature_valid": bool(i.get("ams-valid"))}
              for i in instances]

@@ -150,11 +150,15 @@ def start_spamd(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     if os.geteuid() == 0:
         # spamd refuses to run its children as root.
         command += ["-u", _spamd_user()]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr goes to a file, not a pipe: nobody reads a pipe while spamd runs, and once it is
+    # full spamd's parent blocks writing to it and stops serving.
+    errors = tmp / "spamd.stderr"
+    with errors.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"spamd exited: {process.stderr.read().decode() if process.stderr else ''}")
+            pytest.fail(f"spamd exited: {errors.read_text(errors='replace')}")
         if _spamd_answers(port):
             return process, port
         time.sleep(0.3)

@@ -33,6 +33,7 @@ class CheckInput:
 class SaveChecksInput:
     message_id: str
     results: list[CheckResult]
+    run: int | None = None
 
 
 @dataclass
@@ -155,4 +156,4 @@ class CheckActivities:
     async def save_checks(self, params: SaveChecksInput) -> bool:
         return await self._store.save_checks(params.message_id, {
             "results": {r.name: r.to_dict() for r in params.results},
-            "report": build_report(params.results)})
+            "report": build_report(params.results)}, run=params.run)

@@ -9,15 +9,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.access import AccessMiddleware, AccessPolicy
 from api.deps import AppState
 from api.routes import events, health, mailhog, messages, plugins, ui
 from pat.bus import Bus, StoreWatcher
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
+from pat.store.keys import ApiKeyStore
 from pat.store.repository import MessageStore
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The app; ``AccessConfigError`` if the access settings cannot be used."""
+    policy = AccessPolicy(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.store_url)
@@ -26,6 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
         bus = Bus()
         watcher = StoreWatcher(store, bus)
         watcher.start()
+        policy.keys = ApiKeyStore(engine)
         app.state.pat = AppState(settings=settings, store=store, bus=bus, watcher=watcher)
         try:
             yield
@@ -45,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
                             content={"error": f"invalid parameters: {summary}",
                                      "problems": problems})
 
+    app.add_middleware(AccessMiddleware, policy=policy)
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(plugins.router)

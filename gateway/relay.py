@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class TemporalStarter:
-    """Embedded publisher: starts ``EmailPipeline`` with id ``email-<message id>``. A second
-    start of the same id is refused by Temporal and counts as done, so redelivery is harmless."""
+    """Embedded publisher: starts ``EmailPipeline`` with id ``email-<message id>`` (a
+    reprocess: ``email-<message id>-r<n>``). A second start of the same id is refused by
+    Temporal and counts as done, so redelivery is harmless."""
 
     def __init__(self, client: Client, task_queue: str) -> None:
         self._client = client
@@ -33,9 +34,11 @@ class TemporalStarter:
         try:
             await self._client.start_workflow(
                 temporal.EMAIL_PIPELINE,
-                EmailPipelineInput(message_id=event.message_id, tenant=event.tenant),
-                id=workflow_id_for(event.message_id), task_queue=self._task_queue,
+                EmailPipelineInput(message_id=event.message_id, tenant=event.tenant,
+                                   run=event.run),
+                id=workflow_id_for(event.message_id, event.run), task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={temporal.MEMO_MESSAGE_ID: event.message_id, temporal.MEMO_RUN: event.run},
                 search_attributes=TypedSearchAttributes([
                     SearchAttributePair(temporal.SENDER, event.mail_from),
                     SearchAttributePair(temporal.RECIPIENTS, event.recipients),

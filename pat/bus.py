@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pat.domain import now_ns
 from pat.store.models import Message
-from pat.store.repository import MessageStore
+from pat.store.repository import Deleted, MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,11 @@ class MessageChange:
     kind: str  # "received", "updated" or "deleted"
     message_id: str
     message: Message | None
+    tenant: str | None = None  # whose message it is; subscribers bound to a tenant filter on it
+
+    def visible_to(self, tenant: str | None) -> bool:
+        """Whether a caller who may see ``tenant``'s messages (None: all) sees this change."""
+        return tenant is None or self.tenant == tenant
 
 
 class Bus:
@@ -61,9 +66,9 @@ class StoreWatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def forget(self, message_id: str) -> None:
-        self._seen.pop(message_id, None)
-        self._bus.publish(MessageChange("deleted", message_id, None))
+    def forget(self, deleted: Deleted) -> None:
+        self._seen.pop(deleted.message_id, None)
+        self._bus.publish(MessageChange("deleted", deleted.message_id, None, deleted.tenant))
 
     async def poll_once(self) -> None:
         for message in await self._store.changed_since(self._cursor):
@@ -75,7 +80,8 @@ class StoreWatcher:
             # whatever status its pipeline has already given it.
             new = previous is None and message.created_ns >= self._started_ns
             self._seen[message.id] = message.updated_ns
-            self._bus.publish(MessageChange("received" if new else "updated", message.id, message))
+            self._bus.publish(MessageChange("received" if new else "updated", message.id, message,
+                                            message.tenant))
         if len(self._seen) > 100_000:
             self._seen.clear()
 

@@ -90,6 +90,12 @@ def cmd_plugin(settings: Settings, args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from pat.keys_cli import run_keys_command
+
+    return run_keys_command(settings, args)
+
+
 def cmd_version(_settings: Settings, _args: argparse.Namespace) -> int:
     print(f"pat {pat_version()}")
     return 0
@@ -283,12 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("-i", "-oi", action="store_true", help="ignored, as sendmail")
     send.add_argument("recipients", nargs="*")
     _service("plugins.cli:add_plugin_parser")(sub)
+    from pat.keys_cli import add_keys_parser
+
+    add_keys_parser(sub)
     return parser
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up, "gateway": cmd_gateway, "worker": cmd_worker, "api": cmd_api,
-    "version": cmd_version, "send": cmd_send, "plugin": cmd_plugin,
+    "version": cmd_version, "send": cmd_send, "plugin": cmd_plugin, "keys": cmd_keys,
 }
 
 

@@ -41,10 +41,14 @@ class EmailReceived:
     size: int
     mail_from: str
     recipients: list[str]
+    run: int = 0
 
 
-def workflow_id_for(message_id: str) -> str:
-    return f"email-{message_id}"
+def workflow_id_for(message_id: str, run: int = 0) -> str:
+    """``email-<message id>`` for the run started on arrival, ``email-<message id>-r<n>`` for
+    the n-th reprocess: derived from the message, so a second start of the same run is refused
+    by Temporal and a redelivered event is harmless."""
+    return f"email-{message_id}" if run == 0 else f"email-{message_id}-r{run}"
 
 
 @dataclass
@@ -54,6 +58,7 @@ class EmailPipelineInput:
 
     message_id: str
     tenant: str = "default"
+    run: int = 0
 
 
 @dataclass

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", description="Address of the web UI and the APIs.")
     http_port: int = Field(8025, description="Port of the web UI and the APIs.")
+    ui_auth_file: Path | None = Field(None, description="htpasswd file (bcrypt entries, as "
+                                      "`htpasswd -B` writes) of the users who may use the web "
+                                      "UI and every API, as MailHog's and Mailpit's "
+                                      "--ui-auth-file. When set, or once an API key exists, "
+                                      "every route but /healthz and /readyz asks for HTTP Basic "
+                                      "auth or a key.")
+    http_allowed_hosts: str = Field("", description="Comma-separated host names the HTTP "
+                                    "server answers to (the Host header), besides localhost "
+                                    "names and http_host; any other gets 421, which stops DNS "
+                                    "rebinding. '*' allows any.")
 
     temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port.")
     temporal_namespace: str = Field("default", description="Temporal namespace.")

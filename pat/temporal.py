@@ -24,6 +24,11 @@ RECIPIENTS = SearchAttributeKey.for_keyword_list("PatRecipients")
 SUBJECT = SearchAttributeKey.for_text("PatSubject")
 TENANT = SearchAttributeKey.for_keyword("PatTenant")
 
+# Memo fields of each EmailPipeline run: which message and which run of it, so that whoever
+# lists runs (the sweep of ended runs) need not parse workflow ids.
+MEMO_MESSAGE_ID = "message_id"
+MEMO_RUN = "run"
+
 _TYPES = {
     SENDER.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     RECIPIENTS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,

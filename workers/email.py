@@ -20,9 +20,10 @@ def email_worker(client: Client, store: MessageStore, task_queue: str,
     activities = EmailActivities(store)
     checks = CheckActivities(settings, store)
     return Worker(client, task_queue=task_queue, workflows=[EmailPipeline, *PLUGIN_WORKFLOWS],
-                  activities=[activities.parse_message, activities.persist_parsed,
-                              activities.mark_message, checks.check_authentication,
-                              checks.check_spam, checks.check_content,
+                  activities=[activities.parse_and_store, activities.parse_message,
+                              activities.persist_parsed, activities.mark_message,
+                              checks.check_authentication, checks.check_spam,
+                              checks.check_content,
                               checks.check_html_compatibility, checks.check_links,
                               checks.check_blocklists, checks.save_checks,
                               *plugin_activities(store, settings)],

@@ -12,6 +12,7 @@ from pat.settings import Settings
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
 from workers.email import email_worker
+from workers.ended_runs import EndedRunSweep
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,13 @@ async def run_worker(settings: Settings) -> None:
     await migrate(engine)
     client = await connect_with_retry(settings)
     await temporal.ensure_search_attributes(client, settings.temporal_namespace)
-    worker = email_worker(client, MessageStore(engine), settings.temporal_task_queue, settings)
+    store = MessageStore(engine)
+    worker = email_worker(client, store, settings.temporal_task_queue, settings)
+    sweep = EndedRunSweep(client, store)
+    sweep.start()
     log.info("worker polling task queue %s", settings.temporal_task_queue)
     try:
         await worker.run()
     finally:
+        await sweep.stop()
         await engine.dispose()

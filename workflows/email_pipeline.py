@@ -16,8 +16,18 @@ attempt and result), but none costs a round trip through a task queue. With twel
 email that round trip, not the work, bounded how many emails a 2-core machine could process.
 Plugin hooks stay regular activities: each attempt of a user's code is an event of its own.
 
-The checks, the plugin hooks and local steps came after runs were already recorded: they sit
-behind ``workflow.patched(...)`` so that those histories still replay."""
+Every run ends in a state the user can see on the message. Since the "final-state" patch,
+whatever stops a run other than success (a step whose retries are exhausted, an error in this
+code, cancellation) marks the message ``failed`` with the reason before the run fails; what no
+workflow code can see (termination, a timeout) is marked by the worker's sweep of ended runs
+(``workers/ended_runs.py``). Each run carries its number (``run``: 0 on arrival, n for the
+n-th reprocess), and the store ignores marks of a run that a newer one has superseded.
+
+Since the "parse-once" patch the parse step stores the parsed view itself and returns a small
+summary, so nothing in the history grows with the message.
+
+The checks, the plugin hooks, local steps, final states and parse-once came after runs were
+already recorded: they sit behind ``workflow.patched(...)`` so that those histories replay."""
 
 from __future__ import annotations
 
@@ -52,6 +62,9 @@ STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_
                           non_retryable_error_types=[MALFORMED, MISSING])
 TIMEOUT = timedelta(seconds=30)
 LOCAL_STEPS_PATCH = "local-steps"
+FINAL_STATE_PATCH = "final-state"
+PARSE_ONCE_PATCH = "parse-once"
+PIPELINE_FAILED = "PipelineFailed"
 CHECKS_PATCH = "deliverability-checks"
 PLUGINS_PATCH = "plugin-hooks"
 # Checks catch their own failures; a retry covers a worker lost mid-check or a store hiccup
@@ -105,21 +118,54 @@ def _application_error(err: ActivityError | ApplicationError) -> ApplicationErro
 class EmailPipeline:
     @workflow.run
     async def run(self, params: EmailPipelineInput) -> EmailPipelineResult:
+        if not workflow.patched(FINAL_STATE_PATCH):
+            return await self._pipeline(params, final_state=False)
+        try:
+            return await self._pipeline(params, final_state=True)
+        except asyncio.CancelledError:
+            await self._mark_failed(params, "the pipeline run was cancelled")
+            raise
+        except Exception as err:
+            reason = f"the pipeline stopped: {_reason(err)}"
+            await self._mark_failed(params, reason)
+            raise ApplicationError(reason, type=PIPELINE_FAILED, non_retryable=True) from err
+
+    async def _mark_failed(self, params: EmailPipelineInput, reason: str) -> None:
+        """Say why on the message. If even that cannot be stored, the run fails all the same
+        and the worker's sweep of ended runs marks the message later."""
+        try:
+            await _step(True, EmailActivities.mark_message,
+                        MarkInput(params.message_id, "failed", reason, run=params.run))
+        except (ActivityError, ApplicationError) as err:
+            workflow.logger.warning("could not mark %s failed: %s", params.message_id, err)
+
+    async def _pipeline(self, params: EmailPipelineInput, *,
+                        final_state: bool) -> EmailPipelineResult:
+        # Runs recorded before the "final-state" patch made marks without a run number.
+        run = params.run if final_state else None
         local = workflow.patched(LOCAL_STEPS_PATCH)
         try:
-            parsed = await _step(local, EmailActivities.parse_message,
-                                 ParseInput(params.message_id))
+            if workflow.patched(PARSE_ONCE_PATCH):
+                summary = await _step(local, EmailActivities.parse_and_store,
+                                      ParseInput(params.message_id))
+                subject = summary.subject
+            else:
+                parsed = await _step(local, EmailActivities.parse_message,
+                                     ParseInput(params.message_id))
+                subject = parsed.subject
         except (ActivityError, ApplicationError) as err:
             cause = _application_error(err)
             if cause is not None and cause.type == MISSING:
                 return EmailPipelineResult(params.message_id, "missing", cause.message)
             if cause is not None and cause.type == MALFORMED:
                 await _step(local, EmailActivities.mark_message,
-                            MarkInput(params.message_id, "failed", cause.message))
+                            MarkInput(params.message_id, "failed", cause.message, run=run))
                 return EmailPipelineResult(params.message_id, "failed", cause.message)
             raise
-        workflow.upsert_search_attributes([temporal.SUBJECT.value_set(parsed.subject[:1000])])
-        await _step(local, EmailActivities.persist_parsed, PersistInput(params.message_id, parsed))
+        workflow.upsert_search_attributes([temporal.SUBJECT.value_set(subject[:1000])])
+        if not workflow.patched(PARSE_ONCE_PATCH):
+            await _step(local, EmailActivities.persist_parsed,
+                        PersistInput(params.message_id, parsed))
         plugins = workflow.patched(PLUGINS_PATCH)
         if plugins:
             await run_hooks("onEmailReceived", params.message_id, tenant=params.tenant)
@@ -127,12 +173,21 @@ class EmailPipeline:
             results = await asyncio.gather(*(_run_check(name, method, params.message_id, local)
                                              for name, method in CHECKS))
             await _step(local, CheckActivities.save_checks,
-                        SaveChecksInput(params.message_id, list(results)))
+                        SaveChecksInput(params.message_id, list(results), run=run))
             if plugins:
                 await run_hooks("onEmailValidated", params.message_id, tenant=params.tenant,
                                 payload={r.name: r.to_dict() for r in results})
         await _step(local, EmailActivities.mark_message,
-                    MarkInput(params.message_id, "processed"))
+                    MarkInput(params.message_id, "processed", run=run))
         if plugins:
             await run_hooks("onEmailStored", params.message_id, tenant=params.tenant)
         return EmailPipelineResult(params.message_id, "processed")
+
+
+def _reason(err: BaseException) -> str:
+    """What stopped the run, in a sentence: the innermost failure's message."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    message = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    return str(message)[:2000]

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
-from api.deps import StateDep
+from api.deps import StateDep, TenantDep
 from api.routes.messages import MessageSummary, summarize
 from pat.bus import MessageChange
 from pat.settings import Settings
@@ -44,7 +44,7 @@ def message_event(change: MessageChange, settings: Settings) -> MessageEvent:
 
 
 @router.get("/events", response_class=EventSourceResponse)
-async def stream_events(state: StateDep) -> AsyncIterator[ServerSentEvent]:
+async def stream_events(state: StateDep, tenant: TenantDep) -> AsyncIterator[ServerSentEvent]:
     """Message changes as they happen. The first event, named ``ready``, says the subscription
     is in place: a client that lists messages after it cannot miss one in between. Every other
     event is unnamed (``message``) with the JSON data ``{kind, id, status, summary}``, where
@@ -54,4 +54,6 @@ async def stream_events(state: StateDep) -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(event="ready", raw_data="subscribed", retry=RECONNECT_MS)
         while True:
             change = await changes.get()
+            if not change.visible_to(tenant):
+                continue
             yield ServerSentEvent(data=message_event(change, state.settings))

@@ -119,9 +119,10 @@ async def v1_get_message(message_id: str, state: StateDep) -> Response:
 @router.delete("/api/v1/messages/{message_id}", response_class=Response)
 async def v1_delete_message(message_id: str, state: StateDep) -> Response:
     # MailHog's in-memory store deletes its oldest message when the id is unknown; Pat says 404.
-    if not await state.store.delete(message_id):
+    deleted = await state.store.delete(message_id)
+    if deleted is None:
         return _not_found(message_id)
-    state.watcher.forget(message_id)
+    state.watcher.forget(deleted)
     return Response(status_code=200, media_type=None, headers={"Content-Type": "text/json"})
 
 

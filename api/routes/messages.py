@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import StateDep, StoreDep
+from api.deps import StateDep, StoreDep, TenantDep
+from api.safe_content import message_bytes_headers
 from pat.domain import workflow_id_for
 from pat.parsing import ParsedMessage, part_bytes, part_text
 from pat.settings import Settings
 from pat.store.models import Message, MessageStatus
-from pat.store.repository import MessageFilter
+from pat.store.repository import MessageFilter, MessageStore
 from pat.temporal import workflow_ui_url
 
 router = APIRouter(prefix="/api/v3/messages", tags=["messages"])
@@ -114,7 +115,7 @@ def _parsed(message: Message) -> ParsedMessage | None:
 
 def summarize(message: Message, settings: Settings) -> MessageSummary:
     parsed = _parsed(message)
-    workflow_id = workflow_id_for(message.id)
+    workflow_id = workflow_id_for(message.id, message.pipeline_run)
     return MessageSummary(
         id=message.id, status=MessageStatus(message.status), created=_created(message),
         mail_from=message.mail_from, recipients=message.recipients, subject=message.subject,
@@ -144,13 +145,15 @@ def detail(message: Message, raw: bytes, settings: Settings) -> MessageDetail:
 
 
 def _filter(to: str | None, sender: str | None, subject: str | None,
-            status: MessageStatus | None, since: datetime | None) -> MessageFilter:
+            status: MessageStatus | None, since: datetime | None,
+            tenant: str | None) -> MessageFilter:
     since_ns = None
     if since is not None:
         aware = since if since.tzinfo else since.replace(tzinfo=UTC)
         since_ns = int(aware.timestamp() * 1e9)
     return MessageFilter(to=to, sender=sender, subject=subject,
-                         status=status.value if status else None, since_ns=since_ns)
+                         status=status.value if status else None, since_ns=since_ns,
+                         tenant=tenant)
 
 
 ToQuery = Annotated[str | None, Query(description="Substring of a recipient (envelope or To).")]
@@ -163,99 +166,137 @@ SinceQuery = Annotated[datetime | None, Query(description="Only messages receive
 
 @router.get("", response_model=MessageList)
 async def list_messages(
-    state: StateDep, to: ToQuery = None, sender: FromQuery = None, subject: SubjectQuery = None,
+    state: StateDep, tenant: TenantDep, to: ToQuery = None, sender: FromQuery = None,
+    subject: SubjectQuery = None,
     status: Annotated[MessageStatus | None, Query()] = None, since: SinceQuery = None,
     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> MessageList:
-    total, found = await state.store.list(_filter(to, sender, subject, status, since),
+    total, found = await state.store.list(_filter(to, sender, subject, status, since, tenant),
                                           offset=offset, limit=limit)
     return MessageList(total=total, offset=offset, limit=limit,
                        items=[summarize(m, state.settings) for m in found])
 
 
 @router.get("/wait", response_model=MessageSummary,
-            responses={408: {"description": "No matching message finished in time."}})
+            responses={408: {"description": "The newest matching message did not finish its "
+                                            "pipeline in time."}})
 async def wait_for_message(
-    state: StateDep, to: ToQuery = None, sender: FromQuery = None, subject: SubjectQuery = None,
+    state: StateDep, tenant: TenantDep, to: ToQuery = None, sender: FromQuery = None,
+    subject: SubjectQuery = None,
     since: SinceQuery = None,
     timeout: Annotated[float, Query(gt=0, le=300, description="Seconds to wait.")] = 30.0,
 ) -> MessageSummary | JSONResponse:
-    """Answer as soon as a message matching the filters has finished its pipeline (processed
-    or failed), newest first; 408 if none has within ``timeout`` seconds."""
+    """The newest message matching the filters (received at or after ``since`` when given),
+    as soon as its pipeline has finished, processed or failed alike. While the newest match
+    is still in its pipeline, no older match is returned: this waits for it. 408 if it has
+    not finished within ``timeout`` seconds. Send first, then wait with ``since`` set to a
+    moment before the send."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    flt = _filter(to, sender, subject, None, since, tenant)
     async with state.bus.subscribe() as changes:
         while True:
-            for status in FINISHED:
-                _, found = await state.store.list(
-                    _filter(to, sender, subject, status, since), limit=1)
-                if found:
-                    return summarize(found[0], state.settings)
+            _, found = await state.store.list(flt, limit=1)
+            if found and found[0].status in FINISHED:
+                return summarize(found[0], state.settings)
             remaining = deadline - loop.time()
             if remaining <= 0:
+                waiting = (f"message {found[0].id} is still in its pipeline" if found
+                           else "no message matches the filters")
                 return JSONResponse(status_code=408, content={
-                    "error": f"no message matching the filters finished its pipeline within "
-                             f"{timeout:g} seconds"})
+                    "error": f"no matching message finished its pipeline within {timeout:g} "
+                             f"seconds: {waiting}"})
             try:
                 await asyncio.wait_for(changes.get(), remaining)
             except TimeoutError:
                 pass
 
 
-async def _load(store: Any, message_id: str) -> Message:
-    message: Message | None = await store.get(message_id)
+def _not_found(message_id: str) -> HTTPException:
+    return HTTPException(404, detail=f"no message with id {message_id}")
+
+
+async def _load(store: MessageStore, message_id: str, tenant: str | None) -> Message:
+    message = await store.get(message_id, tenant=tenant)
     if message is None:
-        raise HTTPException(404, detail=f"no message with id {message_id}")
+        raise _not_found(message_id)
     return message
 
 
 @router.get("/{message_id}", response_model=MessageDetail)
-async def get_message(message_id: str, state: StateDep) -> MessageDetail:
-    message = await _load(state.store, message_id)
+async def get_message(message_id: str, state: StateDep, tenant: TenantDep) -> MessageDetail:
+    message = await _load(state.store, message_id, tenant)
     raw = await state.store.get_raw(message_id) or b""
     return detail(message, raw, state.settings)
 
 
 @router.get("/{message_id}/raw", response_class=Response,
             responses={200: {"content": {"message/rfc822": {}}}})
-async def get_raw(message_id: str, store: StoreDep,
-                  download: Annotated[bool, Query()] = False) -> Response:
-    raw = await store.get_raw(message_id)
+async def get_raw(message_id: str, store: StoreDep, tenant: TenantDep,
+                  download: Annotated[bool, Query(description="Accepted for compatibility: "
+                                                  "the message is always a download.")] = False,
+                  ) -> Response:
+    """The message exactly as received, always as a download (``message.eml``): a message is
+    never rendered on Pat's origin."""
+    raw = await store.get_raw(message_id, tenant=tenant)
     if raw is None:
-        raise HTTPException(404, detail=f"no message with id {message_id}")
-    headers = {"Content-Disposition": 'attachment; filename="message.eml"'} if download else {}
-    return Response(raw, media_type="message/rfc822", headers=headers)
+        raise _not_found(message_id)
+    return Response(raw, headers=message_bytes_headers("message/rfc822", "message.eml"))
 
 
 @router.get("/{message_id}/parts/{index}", response_class=Response)
-async def get_part(message_id: str, index: int, store: StoreDep) -> Response:
-    message = await _load(store, message_id)
+async def get_part(message_id: str, index: int, store: StoreDep,
+                   tenant: TenantDep) -> Response:
+    """One decoded MIME part: a download, except raster images (PNG, JPEG, GIF, WebP, AVIF,
+    BMP), which are shown inline where the UI embeds them."""
+    message = await _load(store, message_id, tenant)
     parsed = _parsed(message)
-    raw = await store.get_raw(message_id)
-    found = part_bytes(raw, index) if raw and parsed and 0 <= index < len(parsed.parts) else None
     if parsed is None:
         raise HTTPException(409, detail="the message has not been parsed yet; try again shortly")
+    raw = await store.get_raw(message_id)
+    found = part_bytes(raw, index) if raw and 0 <= index < len(parsed.parts) else None
     if found is None:
         raise HTTPException(404, detail=f"message {message_id} has no leaf part {index}")
     content, content_type = found
-    part = parsed.parts[index]
-    headers = {}
-    if part.filename:
-        safe = part.filename.replace('"', "").replace("\r", "").replace("\n", "")
-        headers["Content-Disposition"] = f'inline; filename="{safe}"'
-    return Response(content, media_type=content_type, headers=headers)
+    return Response(content, headers=message_bytes_headers(content_type,
+                                                           parsed.parts[index].filename))
+
+
+class ReprocessOut(BaseModel):
+    id: str
+    run: int
+    status: MessageStatus
+    workflow_id: str
+    workflow_url: str
+
+
+@router.post("/{message_id}/reprocess", status_code=202, response_model=ReprocessOut)
+async def reprocess_message(message_id: str, state: StateDep,
+                            tenant: TenantDep) -> ReprocessOut:
+    """Run the stored message through today's pipeline again, as a new EmailPipeline run
+    (``email-<id>-r<n>``); the message is ``received`` until that run ends. Earlier runs stay
+    in the Temporal UI; whatever they still do no longer changes the message."""
+    run = await state.store.request_reprocess(message_id, tenant=tenant)
+    if run is None:
+        raise _not_found(message_id)
+    workflow_id = workflow_id_for(message_id, run)
+    return ReprocessOut(id=message_id, run=run, status=MessageStatus.received,
+                        workflow_id=workflow_id,
+                        workflow_url=workflow_ui_url(state.settings, workflow_id))
 
 
 @router.delete("/{message_id}", status_code=204)
-async def delete_message(message_id: str, state: StateDep) -> Response:
-    if not await state.store.delete(message_id):
-        raise HTTPException(404, detail=f"no message with id {message_id}")
-    state.watcher.forget(message_id)
+async def delete_message(message_id: str, state: StateDep, tenant: TenantDep) -> Response:
+    deleted = await state.store.delete(message_id, tenant=tenant)
+    if deleted is None:
+        raise _not_found(message_id)
+    state.watcher.forget(deleted)
     return Response(status_code=204)
 
 
 @router.delete("", status_code=204)
-async def delete_all_messages(state: StateDep) -> Response:
-    for deleted in await state.store.delete_all():
+async def delete_all_messages(state: StateDep, tenant: TenantDep) -> Response:
+    """Delete every message (a key bound to a tenant: every one of that tenant's)."""
+    for deleted in await state.store.delete_all(tenant=tenant):
         state.watcher.forget(deleted)
     return Response(status_code=204)

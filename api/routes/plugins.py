@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from api.deps import StateDep
+from api.deps import StateDep, TenantDep
 from pat import temporal
 from pat.settings import Settings
 from plugins.host import PluginHost
@@ -114,8 +114,13 @@ def _registry(state: Any) -> PluginRegistry:
     return PluginRegistry(store, PluginHost(store, state.store, state.settings), state.settings)
 
 
-def _tenant(settings: Settings, tenant: str | None) -> str:
-    return tenant or settings.tenant
+def _tenant(settings: Settings, tenant: str | None, bound: str | None) -> str:
+    """The tenant a request is about: the one asked for, else the server's; a key bound to a
+    tenant may ask for that tenant only."""
+    if bound is not None and tenant not in (None, bound):
+        raise HTTPException(403, detail=f"this key may manage the plugins of tenant {bound!r} "
+                                        "only")
+    return tenant or bound or settings.tenant
 
 
 async def _temporal_client(request: Request, settings: Settings) -> Client:
@@ -133,9 +138,10 @@ async def _temporal_client(request: Request, settings: Settings) -> Client:
 
 
 @router.get("", response_model=list[PluginOut])
-async def list_plugins(state: StateDep, tenant: TenantQuery = None) -> list[PluginOut]:
+async def list_plugins(state: StateDep, bound: TenantDep,
+                       tenant: TenantQuery = None) -> list[PluginOut]:
     """Installed plugins in execution order."""
-    plugins = await _registry(state).store.list(_tenant(state.settings, tenant))
+    plugins = await _registry(state).store.list(_tenant(state.settings, tenant, bound))
     return [_plugin_out(p) for p in plugins]
 
 
@@ -154,14 +160,14 @@ async def scan_plugin(source: PluginSourceIn, state: StateDep) -> ScanOut:
 
 @router.post("", status_code=201, responses={422: {"description": "The plugin was refused."}})
 async def install_plugin(source: PluginSourceIn, state: StateDep, request: Request,
-                         tenant: TenantQuery = None) -> dict[str, Any]:
+                         bound: TenantDep, tenant: TenantQuery = None) -> dict[str, Any]:
     """Install or upgrade a plugin through the PluginInstall workflow."""
     try:
         manifest = parse_manifest(source.manifest)
     except ManifestError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     client = await _temporal_client(request, state.settings)
-    owner = _tenant(state.settings, tenant)
+    owner = _tenant(state.settings, tenant, bound)
     # By name and as plain JSON: the API does not import the workflow packages.
     result: dict[str, Any] = await client.execute_workflow(
         PLUGIN_INSTALL,
@@ -175,12 +181,12 @@ async def install_plugin(source: PluginSourceIn, state: StateDep, request: Reque
 
 
 @router.get("/runs", response_model=list[RunOut])
-async def list_runs(state: StateDep, tenant: TenantQuery = None,
+async def list_runs(state: StateDep, bound: TenantDep, tenant: TenantQuery = None,
                     plugin_id: Annotated[str | None, Query()] = None,
                     message_id: Annotated[str | None, Query()] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[RunOut]:
     """Hook runs, newest first: status, error, duration, logs, changes, effects."""
-    runs = await _registry(state).store.runs(_tenant(state.settings, tenant),
+    runs = await _registry(state).store.runs(_tenant(state.settings, tenant, bound),
                                              plugin_id=plugin_id, message_id=message_id,
                                              limit=limit)
     return [_run_out(r) for r in runs]
@@ -188,10 +194,10 @@ async def list_runs(state: StateDep, tenant: TenantQuery = None,
 
 @router.get("/view/{message_id}", response_model=MessageViewOut)
 async def message_view(message_id: str, state: StateDep,
-                       tenant: TenantQuery = None) -> MessageViewOut:
+                       bound: TenantDep, tenant: TenantQuery = None) -> MessageViewOut:
     """What plugins changed in Pat's view of one message (the stored bytes never change)."""
     registry = _registry(state)
-    owner = _tenant(state.settings, tenant)
+    owner = _tenant(state.settings, tenant, bound)
     headers, metadata = await registry.host.recorded_changes(owner, message_id)
     runs = await registry.store.runs(owner, message_id=message_id)
     return MessageViewOut(message_id=message_id, header_changes=headers, metadata=metadata,
@@ -206,17 +212,18 @@ async def _found(registry: PluginRegistry, tenant: str, plugin_id: str) -> Insta
 
 
 @router.get("/{plugin_id}", response_model=PluginOut)
-async def get_plugin(plugin_id: str, state: StateDep, tenant: TenantQuery = None) -> PluginOut:
-    return _plugin_out(await _found(_registry(state), _tenant(state.settings, tenant),
+async def get_plugin(plugin_id: str, state: StateDep, bound: TenantDep,
+                     tenant: TenantQuery = None) -> PluginOut:
+    return _plugin_out(await _found(_registry(state), _tenant(state.settings, tenant, bound),
                                     plugin_id))
 
 
 @router.patch("/{plugin_id}", response_model=PluginOut)
 async def update_plugin(plugin_id: str, update: PluginUpdateIn, state: StateDep,
-                        tenant: TenantQuery = None) -> PluginOut:
+                        bound: TenantDep, tenant: TenantQuery = None) -> PluginOut:
     """Activate or deactivate (running onActivate/onDeactivate), move, or configure."""
     registry = _registry(state)
-    owner = _tenant(state.settings, tenant)
+    owner = _tenant(state.settings, tenant, bound)
     await _found(registry, owner, plugin_id)
     try:
         if update.settings is not None:
@@ -233,10 +240,11 @@ async def update_plugin(plugin_id: str, update: PluginUpdateIn, state: StateDep,
 
 
 @router.delete("/{plugin_id}", status_code=204)
-async def remove_plugin(plugin_id: str, state: StateDep, tenant: TenantQuery = None) -> Response:
+async def remove_plugin(plugin_id: str, state: StateDep, bound: TenantDep,
+                        tenant: TenantQuery = None) -> Response:
     """Deactivate (running onDeactivate), then delete the plugin, its storage and its runs."""
     registry = _registry(state)
-    owner = _tenant(state.settings, tenant)
+    owner = _tenant(state.settings, tenant, bound)
     await _found(registry, owner, plugin_id)
     await registry.remove(owner, plugin_id)
     return Response(status_code=204)

@@ -20,9 +20,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api.deps import StateDep
+from api.deps import StateDep, TenantDep
 from api.routes.messages import MessageDetail, PartOut, detail, summarize
 from pat.store.models import Message
+from pat.store.repository import MessageFilter
 
 _HERE = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 50
@@ -66,8 +67,9 @@ def _page(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
     return response
 
 
-async def _listing(state: StateDep, page: int) -> dict[str, Any]:
-    total, found = await state.store.list(offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+async def _listing(state: StateDep, tenant: str | None, page: int) -> dict[str, Any]:
+    total, found = await state.store.list(MessageFilter(tenant=tenant),
+                                          offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     return {"items": [summarize(m, state.settings) for m in found], "total": total,
             "page": page, "pages": pages, "first": (page - 1) * PAGE_SIZE + 1,
@@ -79,19 +81,21 @@ PageQuery = Annotated[int, Query(ge=1)]
 
 
 @router.get("/", response_class=HTMLResponse)
-async def message_list_page(request: Request, state: StateDep, page: PageQuery = 1) -> HTMLResponse:
-    return _page(request, "index.html", await _listing(state, page))
+async def message_list_page(request: Request, state: StateDep, tenant: TenantDep,
+                            page: PageQuery = 1) -> HTMLResponse:
+    return _page(request, "index.html", await _listing(state, tenant, page))
 
 
 @router.get("/fragments/messages", response_class=HTMLResponse)
-async def message_list_fragment(request: Request, state: StateDep,
+async def message_list_fragment(request: Request, state: StateDep, tenant: TenantDep,
                                 page: PageQuery = 1) -> HTMLResponse:
     """The list alone, swapped in by the page's script when the events say it changed."""
-    return _page(request, "_list.html", await _listing(state, page))
+    return _page(request, "_list.html", await _listing(state, tenant, page))
 
 
-async def _load(state: StateDep, message_id: str) -> tuple[Message, MessageDetail]:
-    message = await state.store.get(message_id)
+async def _load(state: StateDep, message_id: str,
+                tenant: str | None) -> tuple[Message, MessageDetail]:
+    message = await state.store.get(message_id, tenant=tenant)
     if message is None:
         raise HTTPException(404, detail=f"no message with id {message_id}")
     raw = await state.store.get_raw(message_id) or b""
@@ -103,8 +107,9 @@ def _header(found: MessageDetail, name: str) -> str | None:
 
 
 @router.get("/view/{message_id}", response_class=HTMLResponse)
-async def message_page(request: Request, message_id: str, state: StateDep) -> HTMLResponse:
-    message, found = await _load(state, message_id)
+async def message_page(request: Request, message_id: str, state: StateDep,
+                       tenant: TenantDep) -> HTMLResponse:
+    message, found = await _load(state, message_id, tenant)
     return _page(request, "message.html", {
         "m": found, "quoted_id": quote(message.id, safe=""), "date": _header(found, "date"),
         "remote_content": bool(found.html and _REMOTE_REFERENCE.search(found.html)),
@@ -135,17 +140,45 @@ def body_policy(origin: str, remote: bool) -> str:
 
 @router.get("/view/{message_id}/body.html", response_class=HTMLResponse)
 async def message_html_body(request: Request, message_id: str, state: StateDep,
-                            remote: bool = False) -> HTMLResponse:
-    message, found = await _load(state, message_id)
+                            tenant: TenantDep, remote: bool = False) -> HTMLResponse:
+    message, found = await _load(state, message_id, tenant)
     if found.html is None:
         raise HTTPException(404, detail=f"message {message_id} has no HTML body")
     origin = f"{request.url.scheme}://{request.url.netloc}"
     parts = [p.model_copy(update={"url": f"/api/v3/messages/{quote(message.id, safe='')}"
                                          f"/parts/{p.index}"}) for p in found.parts]
-    # Links open in a new tab: navigating the frame itself would load the target sandboxed.
-    document = '<meta charset="utf-8"><base target="_blank">' + resolve_cid_references(
-        found.html, parts)
+    document = with_links_in_new_tabs(resolve_cid_references(found.html, parts))
     return HTMLResponse(document, headers={
         "Content-Security-Policy": body_policy(origin, remote),
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store"})
+
+
+def with_links_in_new_tabs(html: str) -> str:
+    """``html`` with ``<base target="_blank">`` first: links open in a new tab, since
+    navigating the frame itself would load the target sandboxed. It goes after the message's
+    own doctype, if any, so that the document keeps the standards mode its author chose, as
+    mail clients render it; before any base of the message's own, so that ours wins."""
+    cut = _doctype_end(html)
+    return html[:cut] + '<base target="_blank">' + html[cut:]
+
+
+def _doctype_end(html: str) -> int:
+    """Where a leading doctype ends (byte order mark, whitespace and comments may precede
+    it), or 0. A scan, not a regular expression: a message can be built to make one
+    backtrack for ever."""
+    position = 0
+    while position < len(html):
+        if html[position] == "\ufeff" or html[position].isspace():
+            position += 1
+        elif html.startswith("<!--", position):
+            end = html.find("-->", position + 4)
+            if end < 0:
+                return 0
+            position = end + 3
+        else:
+            break
+    if html[position:position + 9].lower() != "<!doctype":
+        return 0
+    end = html.find(">", position)
+    return end + 1 if end >= 0 else 0

@@ -157,6 +157,16 @@
       });
     }
 
+    const reprocess = document.getElementById("reprocess-message");
+    reprocess.addEventListener("click", async () => {
+      reprocess.disabled = true;
+      if (await send("POST", reprocess.dataset.url)) {
+        window.location.reload(); // shows the new run; reloads again when it has finished
+      } else {
+        reprocess.disabled = false;
+      }
+    });
+
     const remove = document.getElementById("delete-message");
     remove.addEventListener("click", async () => {
       remove.disabled = true;
@@ -173,6 +183,7 @@
       if (change.kind === "deleted") {
         document.getElementById("deleted-banner").hidden = false;
         remove.disabled = true;
+        reprocess.disabled = true;
         return;
       }
       if (!change.status || change.status === badge.textContent) return;

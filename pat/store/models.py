@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 
@@ -35,6 +35,11 @@ class MessageBase(SQLModel):
     parsed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     # The deliverability checks' results and report (migration 0002_checks).
     checks: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Which run of EmailPipeline is the message's current one: 0 for the run started on
+    # arrival, n for the n-th reprocess (migration 0003_pipeline_runs). Only the current run
+    # may change the message's status.
+    pipeline_run: int = Field(default=0, sa_column=Column(Integer, nullable=False,
+                                                          server_default="0"))
 
 
 class Message(MessageBase, table=True):
@@ -57,8 +62,26 @@ class Outbox(SQLModel, table=True):
     size: int = 0
     created_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
     published_ns: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
+    run: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 messages = Message.__table__  # type: ignore[attr-defined]
 message_raw = MessageRaw.__table__  # type: ignore[attr-defined]
 outbox = Outbox.__table__  # type: ignore[attr-defined]
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only its SHA-256 is kept (keys are 256 random bits, so a fast hash is as
+    good as a slow one); the key itself is shown once, when it is made."""
+
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(default="", max_length=255)
+    key_hash: str = Field(max_length=64, unique=True)
+    scope: str = Field(max_length=16)
+    tenant: str | None = Field(default=None, max_length=255)
+    created_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
+    revoked_ns: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+api_keys = ApiKey.__table__  # type: ignore[attr-defined]

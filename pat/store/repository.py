@@ -24,6 +24,12 @@ class MessageFilter:
     tenant: str | None = None
 
 
+@dataclass(frozen=True)
+class Deleted:
+    message_id: str
+    tenant: str
+
+
 def _like(value: str) -> str:
     escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -55,14 +61,15 @@ class MessageStore:
 
     async def unpublished(self, limit: int) -> list[tuple[int, EmailReceived]]:
         query = (select(outbox.c.id, outbox.c.message_id, outbox.c.tenant, outbox.c.size,
-                        messages.c.mail_from, messages.c.recipients)
+                        outbox.c.run, messages.c.mail_from, messages.c.recipients)
                  .join(messages, messages.c.id == outbox.c.message_id)
                  .where(outbox.c.published_ns.is_(None))
                  .order_by(outbox.c.id).limit(limit))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [(r.id, EmailReceived(message_id=r.message_id, tenant=r.tenant, size=r.size,
-                                     mail_from=r.mail_from, recipients=list(r.recipients)))
+                                     mail_from=r.mail_from, recipients=list(r.recipients),
+                                     run=r.run))
                 for r in rows]
 
     async def mark_published(self, outbox_ids: Sequence[int]) -> None:
@@ -72,16 +79,34 @@ class MessageStore:
             await conn.execute(update(outbox).where(outbox.c.id.in_(list(outbox_ids)))
                                .values(published_ns=now_ns()))
 
-    async def get(self, message_id: str) -> Message | None:
+    async def get(self, message_id: str, *, tenant: str | None = None) -> Message | None:
+        """The message; with ``tenant``, only if it is that tenant's."""
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+            row = (await conn.execute(select(messages).where(
+                *self._of(message_id, tenant)))).first()
         return _row_to_message(row) if row else None
 
-    async def get_raw(self, message_id: str) -> bytes | None:
+    async def get_raw(self, message_id: str, *, tenant: str | None = None) -> bytes | None:
+        """The message's bytes; with ``tenant``, only if it is that tenant's."""
+        query = select(message_raw.c.data).where(message_raw.c.message_id == message_id)
+        if tenant is not None:
+            query = query.join(messages, messages.c.id == message_raw.c.message_id).where(
+                messages.c.tenant == tenant)
         async with self.engine.connect() as conn:
-            data = await conn.scalar(select(message_raw.c.data)
-                                     .where(message_raw.c.message_id == message_id))
+            data = await conn.scalar(query)
         return bytes(data) if data is not None else None
+
+    @staticmethod
+    def _of(message_id: str, tenant: str | None = None,
+            run: int | None = None) -> builtins.list[Any]:
+        """The message, if it is ``tenant``'s (when given) and ``run`` is its current
+        pipeline run (when given)."""
+        clauses: builtins.list[Any] = [messages.c.id == message_id]
+        if tenant is not None:
+            clauses.append(messages.c.tenant == tenant)
+        if run is not None:
+            clauses.append(messages.c.pipeline_run == run)
+        return clauses
 
     async def get_many_raw(self, message_ids: Sequence[str]) -> dict[str, bytes]:
         if not message_ids:
@@ -138,20 +163,33 @@ class MessageStore:
         async with self.engine.connect() as conn:
             return set((await conn.scalars(select(messages.c.id))).all())
 
-    async def delete(self, message_id: str) -> bool:
+    async def delete(self, message_id: str, *, tenant: str | None = None) -> Deleted | None:
+        """Delete the message (with ``tenant``, only if it is that tenant's); what was
+        deleted, or None."""
         async with self.engine.begin() as conn:
+            owner = await conn.scalar(select(messages.c.tenant).where(
+                *self._of(message_id, tenant)))
+            if owner is None:
+                return None
             await conn.execute(delete(outbox).where(outbox.c.message_id == message_id))
             await conn.execute(delete(message_raw).where(message_raw.c.message_id == message_id))
-            result = await conn.execute(delete(messages).where(messages.c.id == message_id))
-        return bool(result.rowcount)
+            await conn.execute(delete(messages).where(messages.c.id == message_id))
+        return Deleted(message_id, owner)
 
-    async def delete_all(self) -> builtins.list[str]:
-        """Delete every message; return the ids deleted."""
+    async def delete_all(self, *, tenant: str | None = None) -> builtins.list[Deleted]:
+        """Delete every message (with ``tenant``, every one of that tenant's); what was
+        deleted."""
+        owned = select(messages.c.id)
+        if tenant is not None:
+            owned = owned.where(messages.c.tenant == tenant)
         async with self.engine.begin() as conn:
-            await conn.execute(delete(outbox))
-            await conn.execute(delete(message_raw))
-            result = await conn.execute(delete(messages).returning(messages.c.id))
-            return list(result.scalars().all())
+            await conn.execute(delete(outbox).where(outbox.c.message_id.in_(owned)))
+            await conn.execute(delete(message_raw).where(message_raw.c.message_id.in_(owned)))
+            removed = delete(messages).returning(messages.c.id, messages.c.tenant)
+            if tenant is not None:
+                removed = removed.where(messages.c.tenant == tenant)
+            result = await conn.execute(removed)
+            return [Deleted(row.id, row.tenant) for row in result]
 
     async def save_parsed(self, message_id: str, parsed: dict[str, Any], *, subject: str,
                           from_header: str, to_header: str) -> bool:
@@ -162,17 +200,45 @@ class MessageStore:
                     to_header=to_header, updated_ns=now_ns()))
         return bool(result.rowcount)
 
-    async def save_checks(self, message_id: str, checks: dict[str, Any]) -> bool:
+    async def save_checks(self, message_id: str, checks: dict[str, Any], *,
+                          run: int | None = None) -> bool:
+        """Store the check results; with ``run``, only if that run is the message's current
+        one (a superseded run must not overwrite a newer run's results)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(messages).where(messages.c.id == message_id).values(
+                update(messages).where(*self._of(message_id, run=run)).values(
                     checks=checks, updated_ns=now_ns()))
         return bool(result.rowcount)
 
     async def set_status(self, message_id: str, status: MessageStatus,
-                         reason: str | None = None) -> bool:
+                         reason: str | None = None, *, run: int | None = None,
+                         only_if: MessageStatus | None = None) -> bool:
+        """Set the status; with ``run``, only if that pipeline run is the message's current
+        one; with ``only_if``, only if the status is that one now. Whether a row changed."""
+        clauses = self._of(message_id, run=run)
+        if only_if is not None:
+            clauses.append(messages.c.status == only_if)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(messages).where(messages.c.id == message_id).values(
+                update(messages).where(*clauses).values(
                     status=status, failure_reason=reason, updated_ns=now_ns()))
         return bool(result.rowcount)
+
+    async def request_reprocess(self, message_id: str, *,
+                                tenant: str | None = None) -> int | None:
+        """Make a new pipeline run the message's current one and queue its start through the
+        outbox, in one transaction: the message is ``received`` again and the relay starts
+        the run. The new run's number, or None if there is no such message."""
+        stamp = now_ns()
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(
+                update(messages).where(*self._of(message_id, tenant)).values(
+                    pipeline_run=messages.c.pipeline_run + 1, status=MessageStatus.received,
+                    failure_reason=None, updated_ns=stamp)
+                .returning(messages.c.pipeline_run, messages.c.tenant, messages.c.size))).first()
+            if row is None:
+                return None
+            await conn.execute(outbox.insert().values(
+                message_id=message_id, tenant=row.tenant, size=row.size, created_ns=stamp,
+                run=row.pipeline_run))
+        return int(row.pipeline_run)

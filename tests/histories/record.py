@@ -1,13 +1,15 @@
 """Records the EmailPipeline history that the replay tests check against.
 
 Run ``python -m tests.histories.record`` only when EmailPipeline changes on purpose (and
-then with workflow.patched for running histories). It writes email_pipeline_local.json, a run
-with its steps as local activities, the deliverability checks and the hooks of one active
-plugin (patches "local-steps", "deliverability-checks" and "plugin-hooks"). The older
-histories are kept as they are: email_pipeline.json (before all three), email_pipeline_checks.json
-(checks only) and email_pipeline_plugins.json (checks and hooks, regular activities). Today's
-code cannot record them again, and their replays prove that runs started before each change
-still complete."""
+then with workflow.patched for running histories). It writes email_pipeline_final_state.json,
+a run with every patch so far: "final-state" and "parse-once" (the parse step stores the
+parsed view and returns a summary), "local-steps", "deliverability-checks" and "plugin-hooks"
+(the hooks of one active plugin). The older histories are kept as they are:
+email_pipeline.json (before all of them), email_pipeline_checks.json (checks only),
+email_pipeline_plugins.json (checks and hooks, regular activities) and
+email_pipeline_local.json (local steps, before final states and parse-once). Today's code
+cannot record them again, and their replays prove that runs started before each change still
+complete."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ async def record() -> None:
                 id="email-recorded@pat", task_queue=queue)
             await handle.result()
         history = await handle.fetch_history()
-        out = Path(__file__).parent / "email_pipeline_local.json"
+        out = Path(__file__).parent / "email_pipeline_final_state.json"
         out.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
         await engine.dispose()
     await env.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -13,11 +14,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from activities.checks import CheckInput, SaveChecksInput
-from activities.parse import MALFORMED, MISSING, MarkInput, ParseInput, PersistInput
+from activities.parse import MALFORMED, MISSING, MarkInput, ParseInput, ParseSummary
 from activities.plugins import ActivePluginsInput
 from compliance.result import CheckResult
 from pat.domain import EmailPipelineInput, SpooledMessage, workflow_id_for
-from pat.parsing import ParsedMessage, parse_message
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
 from workers.email import email_worker
@@ -28,6 +28,8 @@ HISTORY = HISTORIES / "email_pipeline.json"
 CHECKS_HISTORY = HISTORIES / "email_pipeline_checks.json"
 PLUGINS_HISTORY = HISTORIES / "email_pipeline_plugins.json"
 LOCAL_HISTORY = HISTORIES / "email_pipeline_local.json"
+FINAL_STATE_HISTORY = HISTORIES / "email_pipeline_final_state.json"
+SUMMARY = ParseSummary(subject="Hi", parts=1, attachments=0, defects=0)
 ALL_CHECKS = ["authentication", "blocklists", "content", "html_compatibility", "links", "spam"]
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Hi\r\n"
        b"Message-ID: <1@example.test>\r\n\r\nHello\r\n")
@@ -61,11 +63,6 @@ def _stand_in_worker(client: Client, parse: object, calls: list[object],
                      *replacements: object) -> Worker:
     """Stand-ins for every activity but ``parse``; ``replacements`` take the place of the
     stand-ins registered under the same activity names."""
-    @activity.defn(name="persist_parsed")
-    async def persist(params: PersistInput) -> bool:
-        calls.append(("persist", params.message_id))
-        return True
-
     @activity.defn(name="mark_message")
     async def mark(params: MarkInput) -> bool:
         calls.append(("mark", params.status, params.reason))
@@ -77,7 +74,7 @@ def _stand_in_worker(client: Client, parse: object, calls: list[object],
         calls.append(("plugins", params.hook))
         return []
 
-    stand_ins = [a for a in [persist, mark, no_plugins, *_stand_in_checks(calls)]
+    stand_ins = [a for a in [mark, no_plugins, *_stand_in_checks(calls)]
                  if _activity_name(a) not in replaced]
     return Worker(client, task_queue=str(uuid.uuid4()), workflows=[EmailPipeline],
                   activities=[parse, *stand_ins, *replacements])
@@ -110,8 +107,8 @@ async def test_malformed_message_is_marked_failed_without_retrying(
     attempts: list[int] = []
     calls: list[object] = []
 
-    @activity.defn(name="parse_message")
-    async def parse(params: ParseInput) -> ParsedMessage:
+    @activity.defn(name="parse_and_store")
+    async def parse(params: ParseInput) -> ParseSummary:
         attempts.append(activity.info().attempt)
         raise ApplicationError("the message has no header section", type=MALFORMED,
                                non_retryable=True)
@@ -126,8 +123,8 @@ async def test_message_deleted_before_its_pipeline_ends_the_run_quietly(
         temporal_client: Client) -> None:
     calls: list[object] = []
 
-    @activity.defn(name="parse_message")
-    async def parse(params: ParseInput) -> ParsedMessage:
+    @activity.defn(name="parse_and_store")
+    async def parse(params: ParseInput) -> ParseSummary:
         raise ApplicationError("gone", type=MISSING, non_retryable=True)
 
     result = await _run(temporal_client, _stand_in_worker(temporal_client, parse, calls), "m3")
@@ -139,28 +136,51 @@ async def test_store_errors_are_retried_until_the_store_answers(temporal_client:
     attempts: list[int] = []
     calls: list[object] = []
 
-    @activity.defn(name="parse_message")
-    async def parse(params: ParseInput) -> ParsedMessage:
+    @activity.defn(name="parse_and_store")
+    async def parse(params: ParseInput) -> ParseSummary:
         attempts.append(activity.info().attempt)
         if len(attempts) < 3:
             raise ConnectionError("database is restarting")
-        return parse_message(RAW)
+        return SUMMARY
 
     result = await _run(temporal_client, _stand_in_worker(temporal_client, parse, calls), "m4")
     assert result.status == "processed"  # type: ignore[attr-defined]
     assert attempts == [1, 2, 3]
-    assert calls == [("persist", "m4"), ("plugins", "onEmailReceived"), ("checks", ALL_CHECKS),
+    assert calls == [("plugins", "onEmailReceived"), ("checks", ALL_CHECKS),
                      ("plugins", "onEmailValidated"), ("mark", "processed", None),
                      ("plugins", "onEmailStored")]
 
 
-async def test_an_unexpected_error_type_still_fails_loudly(temporal_client: Client) -> None:
-    @activity.defn(name="parse_message")
-    async def parse(params: ParseInput) -> ParsedMessage:
+async def test_an_unexpected_error_fails_the_run_and_marks_the_message_failed_with_it(
+        temporal_client: Client) -> None:
+    calls: list[object] = []
+
+    @activity.defn(name="parse_and_store")
+    async def parse(params: ParseInput) -> ParseSummary:
         raise ApplicationError("bug", type="SomethingElse", non_retryable=True)
 
+    with pytest.raises(WorkflowFailureError) as failure:
+        await _run(temporal_client, _stand_in_worker(temporal_client, parse, calls), "m5")
+    assert "bug" in str(failure.value.cause)
+    assert calls == [("mark", "failed", "the pipeline stopped: bug")]
+
+
+async def test_a_step_whose_retries_run_out_marks_the_message_failed(
+        temporal_client: Client) -> None:
+    calls: list[object] = []
+
+    @activity.defn(name="parse_and_store")
+    async def parse(params: ParseInput) -> ParseSummary:
+        return SUMMARY
+
+    @activity.defn(name="save_checks")
+    async def save(params: SaveChecksInput) -> bool:
+        raise ApplicationError("the store refused the results", non_retryable=True)
+
+    worker = _stand_in_worker(temporal_client, parse, calls, save)
     with pytest.raises(WorkflowFailureError):
-        await _run(temporal_client, _stand_in_worker(temporal_client, parse, []), "m5")
+        await _run(temporal_client, worker, "m7")
+    assert calls[-1] == ("mark", "failed", "the pipeline stopped: the store refused the results")
 
 
 async def test_replay_of_a_recorded_history_is_deterministic() -> None:
@@ -186,9 +206,9 @@ async def test_a_check_whose_activity_gives_up_is_an_error_result_not_a_failed_r
     calls: list[object] = []
     saved: list[SaveChecksInput] = []
 
-    @activity.defn(name="parse_message")
-    async def parse(params: ParseInput) -> ParsedMessage:
-        return parse_message(RAW)
+    @activity.defn(name="parse_and_store")
+    async def parse(params: ParseInput) -> ParseSummary:
+        return SUMMARY
 
     @activity.defn(name="check_spam")
     async def broken_spam(params: CheckInput) -> CheckResult:
@@ -224,5 +244,21 @@ async def test_replay_of_a_recorded_run_with_local_steps_is_deterministic() -> N
     scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
                  for e in recorded["events"] if "activityTaskScheduledEventAttributes" in e]
     assert scheduled == ["run_plugin_hook"]  # every other step ran as a local activity
+    history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
+    await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
+
+
+async def test_replay_of_a_recorded_run_with_final_states_and_parse_once_is_deterministic(
+        ) -> None:
+    from temporalio.client import WorkflowHistory
+
+    recorded = json.loads(FINAL_STATE_HISTORY.read_text())
+    markers = [base64.b64decode(payload["data"]).decode()
+               for e in recorded["events"] if "markerRecordedEventAttributes" in e
+               for detail in e["markerRecordedEventAttributes"]["details"].values()
+               for payload in detail["payloads"]]
+    assert any('"final-state"' in m for m in markers)
+    assert any('"parse_and_store"' in m for m in markers)
+    assert not any('"persist_parsed"' in m for m in markers)
     history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
     await Replayer(workflows=[EmailPipeline]).replay_workflow(history)

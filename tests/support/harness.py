@@ -23,6 +23,7 @@ from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
 from tests.support.postgres import free_port
 from workers.email import email_worker
+from workers.ended_runs import EndedRunSweep
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RunningPat:
     store: MessageStore
     relay: OutboxRelay
     http: httpx.AsyncClient
+    sweep: EndedRunSweep
 
     @property
     def smtp_port(self) -> int:
@@ -81,10 +83,14 @@ async def running_pat(settings: Settings, client: Client, *, worker: bool = True
         await asyncio.sleep(0.02)
     worker_cm = (email_worker(client, store, settings.temporal_task_queue, settings)
                  if worker else contextlib.nullcontext())
+    # Started by the tests that need it (sweep_once): a sweep lists every run on the shared
+    # test server, not only this Pat's.
+    sweep = EndedRunSweep(client, store)
     try:
         async with worker_cm, httpx.AsyncClient(base_url=f"http://127.0.0.1:"
                                                 f"{settings.http_port}", timeout=30) as http:
-            yield RunningPat(settings=settings, store=store, relay=relay, http=http)
+            yield RunningPat(settings=settings, store=store, relay=relay, http=http,
+                             sweep=sweep)
     finally:
         if server:
             server.close()

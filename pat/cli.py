@@ -220,12 +220,23 @@ def _listening(host: str, port: int) -> bool:
 @dataclass
 class SpamEngine:
     """The spam check's engine as ``pat up`` reports it: SpamAssassin's spamd at ``address``;
-    ``process`` if pat up started it; ``problem`` says why the check will be unavailable."""
+    ``process`` and its ``log`` if pat up started it; ``problem`` says why the check will be
+    unavailable."""
 
     address: str
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
     note: str = ""
     problem: str = ""
+
+    def last_logged(self) -> str:
+        """spamd's last log line: why it exited (e.g. its port is in use)."""
+        if self.log is None:
+            return ""
+        with self.log.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 2048))
+            lines = log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
 
     def banner_line(self) -> str:
         if self.problem:
@@ -277,11 +288,11 @@ def launch_spamd(settings: Settings) -> SpamEngine:
         account = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     # A file, not a pipe: nobody reads a pipe while spamd runs, and once it is full spamd
     # blocks writing its log and stops answering.
-    log_path = settings.data_dir / "spamd.log"
-    with log_path.open("ab") as log_file:
+    engine.log = settings.data_dir / "spamd.log"
+    with engine.log.open("ab") as log_file:
         engine.process = _spawn(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                 stderr=subprocess.STDOUT, background=True, **account)
-    engine.note = f"log {log_path}"
+    engine.note = f"log {engine.log}"
     return engine
 
 
@@ -294,7 +305,8 @@ def await_spamd(engine: SpamEngine, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            engine.problem = f"spamd exited with status {proc.returncode} ({engine.note})"
+            engine.problem = (f"spamd exited with status {proc.returncode}: "
+                              f"{engine.last_logged()} ({engine.note})")
             return
         if spamd_answers(host, int(port)):
             return

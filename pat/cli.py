@@ -81,6 +81,15 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     from api.app import create_app
 
     app = create_app(settings)
+
+    def stop_requested(_sig: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again for the
+    # handler it found: this one, so that `pat api` asked to stop ends with status 0, as the
+    # other services do, rather than as killed by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_requested)
     # Open live streams (UI tabs, EventSource clients) must not hold up a Ctrl-C.
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
                 timeout_graceful_shutdown=3)

@@ -248,14 +248,15 @@ class SpamEngine:
         return lines[-1] if lines else ""
 
     def banner_line(self) -> str:
-        if self.problem:
-            return f"  Spam check   unavailable: {self.problem}\n"
+        if self.problem:  # the reason follows the banner
+            return f"  Spam check   unavailable: SpamAssassin spamd {self.address} is not running\n"
         note = f" ({self.note})" if self.note else ""
         return f"  Spam check   SpamAssassin spamd {self.address}{note}\n"
 
 
 def _spamd_account() -> pwd.struct_passwd:
-    """spamd will not run as root: the account Debian's spamd package creates, else nobody."""
+    """spamd refuses to run as root: the account Debian's spamd package creates, else
+    nobody."""
     try:
         return pwd.getpwnam("debian-spamd")
     except KeyError:
@@ -291,8 +292,9 @@ def launch_spamd(settings: Settings) -> SpamEngine:
                "--max-children", "2", "--syslog", "stderr"]
     account: dict[str, Any] = {}
     if os.geteuid() == 0:
-        # Switched before exec rather than with spamd's -u, which would clear the
-        # parent-death signal _die_with_parent sets: an orphaned spamd would keep the port.
+        # Switched before exec, not with spamd's -u: its root parent then changes its
+        # credentials, which clears the parent-death signal _die_with_parent sets, and a
+        # killed pat up left spamd holding the port.
         user = _spamd_account()
         account = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     # A file, not a pipe: nobody reads a pipe while spamd runs, and once it is full spamd
@@ -316,6 +318,7 @@ def await_spamd(engine: SpamEngine, timeout: float = 60) -> None:
         if proc.poll() is not None:
             engine.problem = (f"spamd exited with status {proc.returncode}: "
                               f"{engine.last_logged()} ({engine.note})")
+            engine.process = None
             return
         if spamd_answers(host, int(port)):
             return

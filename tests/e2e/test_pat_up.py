@@ -94,6 +94,13 @@ def test_killed_up_leaves_no_service_behind_and_starts_again(pat_up: PatUp) -> N
         time.sleep(0.2)
     else:
         raise AssertionError("the API outlived a killed pat up")
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", int(pat_up.env["PAT_SPAMD_PORT"]))) != 0:
+                break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("spamd outlived a killed pat up")
     time.sleep(1)
     pat_up.start()
     _wait_processed(pat_up, 1)
@@ -146,7 +153,8 @@ def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailab
         holder.bind(("127.0.0.1", spamd_port))  # bound, not listening: spamd cannot bind it
         pat_up_config.start()
         try:
-            assert "Spam check   unavailable: spamd exited" in pat_up_config.output
+            assert (f"Spam check   unavailable: SpamAssassin spamd 127.0.0.1:{spamd_port} is "
+                    "not running") in pat_up_config.output
             _swaks(pat_up_config, "--to", "dev@example.test")
             [message] = _wait_processed(pat_up_config, 1)
             assert _spam_result(pat_up_config, message["id"])["verdict"] == "unavailable"
@@ -154,3 +162,4 @@ def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailab
             status = pat_up_config.stop()
     assert status == 0
     assert "the spam check will say unavailable: spamd exited" in pat_up_config.output
+    assert "Address already in use" in pat_up_config.output

@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(CANIEMAIL_DATA):
-	command -v npm >/dev/null || scripts/system-deps.sh
+	command -v npm >/dev/null || scripts/system-deps.sh up
 	npm install --silent --no-audit --no-fund --prefix $(CANIEMAIL_DIR) caniemail@2
 
 caniemail: $(CANIEMAIL_DATA)
 
+# `pat up` starts spamd itself (PAT_SPAMD_EMBEDDED): the script installs it where missing.
 up: $(STAMP) $(CANIEMAIL_DATA)
+	scripts/system-deps.sh up
 	$(VENV)/bin/pat up
 
 test: $(STAMP) $(CANIEMAIL_DATA)

@@ -1,17 +1,19 @@
 """The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``send``, ``plugin``,
 ``version``.
 
-The kernel must not import the transport packages, so services are looked up by module name
-when their subcommand runs (as entry points are)."""
+This is the composition root, the one module of the kernel that imports the other packages.
+It does so inside each subcommand, so that a command loads only what it runs and the rest of
+the kernel still imports nothing of them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import importlib
+import ctypes
 import logging
 import os
+import pwd
 import shutil
 import signal
 import smtplib
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from importlib.metadata import PackageNotFoundError, version
@@ -36,12 +39,6 @@ def pat_version() -> str:
         return version("pat")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def _service(target: str) -> Callable[..., Any]:
-    module, _, name = target.partition(":")
-    func: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    return func
 
 
 def _run_until_signalled(main: Awaitable[None], *, fast_loop: bool = False) -> int:
@@ -67,18 +64,37 @@ def _run_until_signalled(main: Awaitable[None], *, fast_loop: bool = False) -> i
 
 
 def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_until_signalled(_service("gateway.service:run_gateway")(settings),
-                                fast_loop=True)
+    from gateway.service import run_gateway
+
+    return _run_until_signalled(run_gateway(settings), fast_loop=True)
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_until_signalled(_service("workers.main:run_worker")(settings))
+    from workers.main import run_worker
+
+    return _run_until_signalled(run_worker(settings))
 
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
-    app = _service("api.app:create_app")(settings)
+    from api.access import AccessConfigError
+    from api.app import create_app
+
+    try:
+        app = create_app(settings)
+    except AccessConfigError as exc:
+        print(f"pat api: {exc}", file=sys.stderr)
+        return 2
+
+    def stop_requested(_sig: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again for the
+    # handler it found: this one, so that `pat api` asked to stop ends with status 0, as the
+    # other services do, rather than as killed by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_requested)
     # Open live streams (UI tabs, EventSource clients) must not hold up a Ctrl-C.
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
                 timeout_graceful_shutdown=3)
@@ -86,8 +102,9 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_plugin(settings: Settings, args: argparse.Namespace) -> int:
-    status: int = _service("plugins.cli:run_plugin_command")(settings, args)
-    return status
+    from plugins.cli import run_plugin_command
+
+    return run_plugin_command(settings, args)
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
@@ -164,9 +181,9 @@ def temporal_binary() -> str:
 
 def _die_with_parent() -> None:
     """Runs in each child before exec: if ``pat up`` itself is killed (even with SIGKILL),
-    the kernel sends the child SIGTERM, so no orphan keeps holding Pat's ports."""
-    import ctypes
-
+    the kernel sends the child SIGTERM, so no orphan keeps holding Pat's ports. (ctypes is
+    imported with the module: a child switched to spamd's account may not read Python's
+    library any more.)"""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
@@ -204,6 +221,122 @@ def start_temporal_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
     return proc
 
 
+def spamd_answers(host: str, port: int) -> bool:
+    """spamd's PING, in the spamc protocol's plain text."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(b"PING SPAMC/1.5\r\n\r\n")
+            return b"PONG" in sock.recv(256)
+    except OSError:
+        return False
+
+
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+@dataclass
+class SpamEngine:
+    """The spam check's engine as ``pat up`` reports it: SpamAssassin's spamd at ``address``;
+    ``process`` and its ``log`` if pat up started it; ``problem`` says why the check will be
+    unavailable."""
+
+    address: str
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    note: str = ""
+    problem: str = ""
+
+    def last_logged(self) -> str:
+        """spamd's last log line: why it exited (e.g. its port is in use)."""
+        if self.log is None:
+            return ""
+        with self.log.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 2048))
+            lines = log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def banner_line(self) -> str:
+        if self.problem:  # the reason follows the banner
+            return f"  Spam check   unavailable: SpamAssassin spamd {self.address} is not running\n"
+        note = f" ({self.note})" if self.note else ""
+        return f"  Spam check   SpamAssassin spamd {self.address}{note}\n"
+
+
+def _spamd_account() -> pwd.struct_passwd:
+    """spamd refuses to run as root: the account Debian's spamd package creates, else
+    nobody."""
+    try:
+        return pwd.getpwnam("debian-spamd")
+    except KeyError:
+        return pwd.getpwnam("nobody")
+
+
+def launch_spamd(settings: Settings) -> SpamEngine:
+    """Start spamd on spamd_host:spamd_port, or say why not. It is not waited for here: it
+    loads its rules while the other services start (``await_spamd`` waits)."""
+    host, port = settings.spamd_host, settings.spamd_port
+    engine = SpamEngine(f"{host}:{port}")
+    if not settings.spamd_embedded:
+        engine.note = "PAT_SPAMD_EMBEDDED=false: not started by pat up"
+        if not spamd_answers(host, port):
+            engine.problem = f"no spamd answers at {host}:{port} (PAT_SPAMD_HOST/PORT)"
+        return engine
+    if spamd_answers(host, port):
+        engine.note = "already running, not started by pat up"
+        return engine
+    if _listening(host, port):
+        engine.problem = (f"{host}:{port} is taken by a program that is not spamd; "
+                          "set PAT_SPAMD_PORT to a free port")
+        return engine
+    binary = shutil.which("spamd") or "/usr/sbin/spamd"
+    if not os.access(binary, os.X_OK):
+        engine.problem = ("spamd is not installed (Debian packages spamassassin and spamd; "
+                          "`make up` installs them)")
+        return engine
+    # -x: no per-user preferences; -L: no network tests (the blocklists check makes its own
+    # lookups through PAT_DNS_RESOLVER). Two children score faster than a worker drains its
+    # pipelines, and each holds every rule in memory (~100 MB).
+    command = [binary, "--listen", f"{host}:{port}", "-x", "-L", "--min-children", "1",
+               "--max-children", "2", "--syslog", "stderr"]
+    account: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        # Switched before exec, not with spamd's -u: its root parent then changes its
+        # credentials, which clears the parent-death signal _die_with_parent sets, and a
+        # killed pat up left spamd holding the port.
+        user = _spamd_account()
+        account = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    # A file, not a pipe: nobody reads a pipe while spamd runs, and once it is full spamd
+    # blocks writing its log and stops answering.
+    engine.log = settings.data_dir / "spamd.log"
+    with engine.log.open("ab") as log_file:
+        engine.process = _spawn(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, background=True, **account)
+    engine.note = f"log {engine.log}"
+    return engine
+
+
+def await_spamd(engine: SpamEngine, timeout: float = 60) -> None:
+    """Wait until the spamd pat up started answers PING, or record why it does not."""
+    proc = engine.process
+    if proc is None:
+        return
+    host, _, port = engine.address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            engine.problem = (f"spamd exited with status {proc.returncode}: "
+                              f"{engine.last_logged()} ({engine.note})")
+            engine.process = None
+            return
+        if spamd_answers(host, int(port)):
+            return
+        time.sleep(0.2)
+    engine.problem = f"spamd did not answer at {engine.address} within {timeout:.0f}s"
+
+
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -218,7 +351,7 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
-    """Everything in the foreground: Temporal dev server, worker, gateway, API."""
+    """Everything in the foreground: Temporal dev server, spamd, worker, gateway, API."""
     from pat.store.db import make_engine, migrate
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +362,9 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
         await engine.dispose()
 
     asyncio.run(prepare())
-    started: list[subprocess.Popen[bytes]] = []
+    temporal: subprocess.Popen[bytes] | None = None
+    services: dict[str, subprocess.Popen[bytes]] = {}
+    spam = SpamEngine(f"{settings.spamd_host}:{settings.spamd_port}")
     stopping = False
 
     def on_signal(_sig: int, _frame: Any) -> None:
@@ -239,29 +374,39 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        spam = launch_spamd(settings)
         if settings.temporal_embedded:
             print("starting the Temporal dev server ...", flush=True)
-            started.append(start_temporal_dev_server(settings))
-        services = {}
+            temporal = start_temporal_dev_server(settings)
         for name in ("worker", "gateway", "api"):
             services[name] = _spawn([sys.executable, "-m", "pat", name],
                                     background=name == "worker")
-            started.append(services[name])
         _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"],
                        "the gateway")
         _wait_for_port(settings.http_host, settings.http_port, 60, services["api"], "the API")
+        await_spamd(spam)
         print(f"Pat {pat_version()} is up\n"
               f"  SMTP         {settings.smtp_host}:{settings.smtp_port}\n"
               f"  Web UI/API   http://{settings.http_host}:{settings.http_port}\n"
               f"  Temporal UI  {settings.temporal_ui_url}\n"
+              f"{spam.banner_line()}"
               f"  data         {settings.data_dir.resolve()}\n"
               "Press Ctrl-C to stop.", flush=True)
+        if spam.problem:
+            print(f"pat up: the spam check will say unavailable: {spam.problem}",
+                  file=sys.stderr, flush=True)
         while not stopping:
             for name, proc in services.items():
                 if proc.poll() is not None:
                     print(f"pat up: the {name} exited with status {proc.returncode}; stopping",
                           file=sys.stderr)
                     return 1
+            if spam.process is not None and spam.process.poll() is not None:
+                # The other services go on: only the spam check depends on spamd.
+                print(f"pat up: spamd exited with status {spam.process.returncode} "
+                      f"({spam.note}); the spam check says unavailable until pat up restarts",
+                      file=sys.stderr, flush=True)
+                spam.process = None
             time.sleep(0.3)
         return 0
     except RuntimeError as exc:
@@ -269,9 +414,11 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
         return 1
     finally:
         print("stopping ...", flush=True)
-        _stop(list(reversed(started[1:])) if settings.temporal_embedded else started)
-        if settings.temporal_embedded and started:
-            _stop(started[:1])
+        # The API and the gateway first, so nothing new arrives; Temporal last, so the worker
+        # can hand back its tasks.
+        _stop([*reversed(services.values()), *([spam.process] if spam.process else [])])
+        if temporal is not None:
+            _stop([temporal])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,9 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--smtp-addr", metavar="HOST:PORT", help="SMTP server (default: Pat's)")
     send.add_argument("-i", "-oi", action="store_true", help="ignored, as sendmail")
     send.add_argument("recipients", nargs="*")
-    _service("plugins.cli:add_plugin_parser")(sub)
     from pat.keys_cli import add_keys_parser
+    from plugins.cli import add_plugin_parser
 
+    add_plugin_parser(sub)
     add_keys_parser(sub)
     return parser
 

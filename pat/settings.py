@@ -97,7 +97,12 @@ class Settings(BaseSettings):
                                           "(JSON list).")
     spamd_host: str = Field("127.0.0.1", description="Host of SpamAssassin's spamd; when it "
                             "does not answer the spam check says unavailable.")
-    spamd_port: int = Field(783, description="Port of spamd.")
+    spamd_port: int = Field(7830, description="Port of spamd. Not SpamAssassin's own 783: "
+                            "`pat up` starts spamd as an ordinary user, who cannot listen "
+                            "below 1024.")
+    spamd_embedded: bool = Field(True, description="`pat up` starts SpamAssassin's spamd on "
+                                 "spamd_host:spamd_port (unless a spamd already answers "
+                                 "there); set false to use a spamd of your own.")
     spamd_timeout: float = Field(15.0, description="Seconds to wait for spamd's verdict.")
     caniemail_data: Path = Field(
         Path("~/.cache/pat/caniemail/node_modules/caniemail/data/caniemail.json").expanduser(),

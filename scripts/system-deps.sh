@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that `make test` (and, with "bench", the benchmark) needs and
-# that this machine lacks. Nothing is downloaded from anywhere but Debian's archive.
+# Installs the Debian packages this machine lacks for `make up` ("up"), `make test` (the
+# default) or the benchmark ("bench"). Nothing is downloaded from anywhere but Debian's archive.
 set -euo pipefail
 
+purpose="${1:-test}"
 need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
-have_cmd swaks || need+=(swaks)
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
-have_cmd chromium || need+=(chromium)
-# SpamAssassin's daemon for the spam check; npm installs the caniemail data (`make caniemail`).
+# `make up`: SpamAssassin's daemon, which `pat up` starts for the spam check, and npm, which
+# installs the caniemail data (`make caniemail`).
 have_cmd spamd || [ -x /usr/sbin/spamd ] || need+=(spamassassin spamd)
 have_cmd npm || need+=(npm)
-if [ "${1:-}" = "bench" ]; then
+if [ "$purpose" != "up" ]; then
+  have_cmd swaks || need+=(swaks)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+  have_cmd chromium || need+=(chromium)
+fi
+if [ "$purpose" = "bench" ]; then
   have_cmd smtp-source || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0

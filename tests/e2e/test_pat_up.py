@@ -1,10 +1,13 @@
-"""`pat up` as a user runs it: addresses printed, mail accepted, state kept across restarts."""
+"""`pat up` as a user runs it: addresses printed, mail accepted, state kept across restarts,
+and the spam engine the checks use started with the rest."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +18,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.e2e.conftest import PatUp
+
+GTUBE = Path(__file__).parents[1] / "checks_corpus" / "gtube.eml"
 
 
 def _get(url: str) -> Any:
@@ -89,6 +94,13 @@ def test_killed_up_leaves_no_service_behind_and_starts_again(pat_up: PatUp) -> N
         time.sleep(0.2)
     else:
         raise AssertionError("the API outlived a killed pat up")
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", int(pat_up.env["PAT_SPAMD_PORT"]))) != 0:
+                break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("spamd outlived a killed pat up")
     time.sleep(1)
     pat_up.start()
     _wait_processed(pat_up, 1)
@@ -110,3 +122,44 @@ def test_pat_send_submits_stdin_like_sendmail(pat_up: PatUp) -> None:
                              env=pat_up.env, capture_output=True, timeout=60)
     assert refused.returncode == 2
     assert b"no recipients" in refused.stderr
+
+
+def _spam_result(pat: PatUp, message_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = _get(f"{pat.base_url}/api/v3/messages/{message_id}")["checks"][
+        "results"]["spam"]
+    return result
+
+
+def test_up_starts_spamd_and_gtube_is_spam(pat_up: PatUp) -> None:
+    spamd_port = int(pat_up.env["PAT_SPAMD_PORT"])
+    assert f"Spam check   SpamAssassin spamd 127.0.0.1:{spamd_port}" in pat_up.output
+    with smtplib.SMTP("127.0.0.1", pat_up.smtp_port, timeout=30) as client:
+        client.sendmail("a@example.test", ["b@example.test"], GTUBE.read_bytes())
+    [message] = _wait_processed(pat_up, 1)
+    spam = _spam_result(pat_up, message["id"])
+    assert spam["verdict"] == "fail", spam["reason"]
+    assert spam["details"]["is_spam"] is True
+    assert "GTUBE" in [rule["rule"] for rule in spam["details"]["rules"]]
+
+    assert pat_up.stop() == 0
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", spamd_port)) != 0, "spamd outlived pat up"
+
+
+def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailable(
+        pat_up_config: PatUp) -> None:
+    spamd_port = int(pat_up_config.env["PAT_SPAMD_PORT"])
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", spamd_port))  # bound, not listening: spamd cannot bind it
+        pat_up_config.start()
+        try:
+            assert (f"Spam check   unavailable: SpamAssassin spamd 127.0.0.1:{spamd_port} is "
+                    "not running") in pat_up_config.output
+            _swaks(pat_up_config, "--to", "dev@example.test")
+            [message] = _wait_processed(pat_up_config, 1)
+            assert _spam_result(pat_up_config, message["id"])["verdict"] == "unavailable"
+        finally:
+            status = pat_up_config.stop()
+    assert status == 0
+    assert "the spam check will say unavailable: spamd exited" in pat_up_config.output
+    assert "Address already in use" in pat_up_config.output

@@ -279,8 +279,15 @@ def _unusable(document: Any) -> str | None:
     return None
 
 
+def _location(part: str | int) -> str:
+    # Keys in a location are the plugin's own text: shown short, and without control characters.
+    text = str(part)
+    shown = "".join(c if c.isprintable() else "?" for c in text[:40])
+    return shown + ("..." if len(text) > 40 else "")
+
+
 def _validation_problems(exc: ValidationError) -> str:
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'result'}: {e['msg']}"
+    problems = [f"{'.'.join(_location(p) for p in e['loc']) or 'result'}: {e['msg']}"
                 for e in exc.errors()[:5]]
     more = exc.error_count() - len(problems)
     return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")

@@ -162,7 +162,9 @@
       throw new TypeErrorOf("pat.http needs an absolute http:// or https:// URL without " +
                             "credentials, spaces or backslashes");
     const scheme = lower(parts[1]), host = lower(parts[2]);
-    reachable(host, parts[3] !== undefined ? NumberOf(parts[3]) : scheme === "https" ? 443 : 80);
+    const port = parts[3] !== undefined ? NumberOf(parts[3]) : scheme === "https" ? 443 : 80;
+    if (port < 1 || port > 65535) throw new TypeErrorOf("pat.http needs a port from 1 to 65535");
+    reachable(host, port);
     const headers = fields(options === undefined || options === null ? undefined : options.headers,
                            ctx.forbidden_http_headers, ctx.forbidden_http_prefixes, "pat.http");
     let payload = null;

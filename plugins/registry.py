@@ -72,6 +72,9 @@ class PluginRegistry:
             resolved = manifest.resolve_settings(plugin_settings)
         except ManifestError as exc:
             raise RegistryError(str(exc)) from exc
+        if "\x00" in code or "\x00" in manifest.name:
+            raise RegistryError("the plugin's source or name holds a NUL character, which no "
+                                "store keeps as text")
         digest = code_digest(code)
         existing = await self.store.get(tenant, manifest.id)
         if existing is not None:

@@ -4,6 +4,8 @@ real Temporal dev server: install workflow, hook activities, hostile plugins con
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import threading
 import uuid
@@ -14,9 +16,11 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.plugins import HookResult, PluginSource
+from activities.plugins import HookResult, PluginActivities, PluginSource, RunHookInput
 from pat.domain import SpooledMessage
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
@@ -230,6 +234,128 @@ async def test_webhook_notifier_posts_to_the_configured_url(
     headers, body = received[0]
     assert headers["X-Pat-Secret"] == "hush"
     assert json.loads(body)["subject"] == "FREE MONEY NOW!!"
+
+
+NOTIFIER = ("function onEmailStored(email) {\n"
+            "  pat.storage.set('count', (pat.storage.get('count') || 0) + 1);\n"
+            "  pat.http.post(pat.settings.url, {id: email.id});\n"
+            "  pat.export.csv('stored', [email.id]);\n}\n")
+
+
+def notifier(url: str) -> tuple[dict[str, Any], str]:
+    manifest = {"id": "notifier", "name": "Notifier", "version": "1.0.0",
+                "hooks": ["onEmailStored"], "permissions": ["storage", "http", "export"],
+                "hosts": ["127.0.0.1"], "settings": {"url": {"type": "string", "default": url}}}
+    return manifest, NOTIFIER
+
+
+def attempt(workflow_run_id: str, number: int) -> ActivityEnvironment:
+    """An environment whose activity is attempt ``number`` of activity 7 of one EmailPipeline
+    run, as Temporal would run it again after a lost worker or an unreachable store."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id="email-m1",
+                                   workflow_run_id=workflow_run_id, activity_id="7",
+                                   attempt=number)
+    return env
+
+
+async def test_a_retried_hook_activity_does_not_repeat_its_effects(
+        pat_store: Pat, webhook_server: tuple[str, list[tuple[dict[str, str], bytes]]]) -> None:
+    url, received = webhook_server
+    await pat_store.install(*notifier(url))
+    message_id = await pat_store.add_message()
+    activities = PluginActivities(pat_store.messages, pat_store.settings)
+    hook = RunHookInput(tenant="default", plugin_id="notifier", hook="onEmailStored",
+                        message_id=message_id)
+    first = await attempt("run-1", 1).run(activities.run_plugin_hook, hook)
+    retried = await attempt("run-1", 2).run(activities.run_plugin_hook, hook)
+    assert (first.status, retried.status) == ("ok", "ok")
+    assert len(received) == 1
+    key = received[0][0]["Idempotency-Key"]
+    assert len(key) == 64
+    runs = await pat_store.store.runs("default", plugin_id="notifier")
+    assert ["carried out by an earlier attempt" in e["detail"] for e in runs[0].effects] == [
+        True, True]
+    assert (await pat_store.store.storage("default", "notifier"))["count"] == 1
+    exported = pat_store.settings.data_dir / "exports" / "default" / "notifier" / "stored.csv"
+    assert exported.read_text().splitlines() == [message_id]
+    # Running the workflow again (a new run id) is a new call, not a retry.
+    await attempt("run-2", 1).run(activities.run_plugin_hook, hook)
+    assert len(received) == 2
+    assert received[1][0]["Idempotency-Key"] != key
+
+
+async def test_an_effect_interrupted_mid_request_is_not_repeated_by_the_retry(
+        pat_store: Pat) -> None:
+    arrived, release = threading.Event(), threading.Event()
+    requests: list[str] = []
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            requests.append(self.headers["Idempotency-Key"])
+            arrived.set()
+            release.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        await pat_store.install(*notifier(f"http://127.0.0.1:{server.server_address[1]}/"))
+        activities = PluginActivities(pat_store.messages, pat_store.settings)
+        hook = RunHookInput(tenant="default", plugin_id="notifier", hook="onEmailStored",
+                            message_id=await pat_store.add_message())
+        interrupted = asyncio.create_task(attempt("run-1", 1).run(activities.run_plugin_hook,
+                                                                  hook))
+        assert await asyncio.to_thread(arrived.wait, 30)
+        interrupted.cancel()  # as a worker lost mid-request would leave it
+        with contextlib.suppress(asyncio.CancelledError):
+            await interrupted
+        with pytest.raises(ApplicationError) as failed:
+            await attempt("run-1", 2).run(activities.run_plugin_hook, hook)
+        assert len(requests) == 1
+        result = failed.value.details[0]
+        assert result.status == "effect_failed"
+        assert "did not record how it ended; not repeated" in (result.error or "")
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    target = ""
+
+    def do_POST(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.target)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_http_effects_follow_no_redirect(
+        pat_store: Pat, webhook_server: tuple[str, list[tuple[dict[str, str], bytes]]]) -> None:
+    elsewhere, received = webhook_server
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 type("R", (_Redirecting,), {"target": elsewhere}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        await pat_store.install_sample("webhook_notifier", {"url": url})
+        run = await pat_store.host.run_hook("default", "webhook-notifier", "onEmailStored",
+                                            message_id=await pat_store.add_message())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.status is HookStatus.effect_failed
+    assert "HTTP 307" in run.effects[0]["detail"]
+    assert "redirects are not followed" in run.effects[0]["detail"]
+    assert received == []
 
 
 async def test_an_unreachable_webhook_is_a_recorded_effect_failure(pat_store: Pat) -> None:

@@ -459,6 +459,25 @@ async def test_registry_refuses_downgrades_and_keeps_state_across_upgrades(
                                           code + "//", {}, {})
 
 
+async def test_limits_above_the_operators_ceilings_are_warned_of_and_not_granted(
+        pat_store: Pat) -> None:
+    manifest, code = hostile("greedy", "return null;", memory_limit_mb=2048, timeout_ms=10_000)
+    found = Manifest.model_validate(manifest)
+    report = pat_store.registry.scan(found, code)
+    assert report.passed
+    warnings = [f.message for f in report.findings if f.check == "limits"]
+    assert len(warnings) == 2
+    assert "the plugin gets 128 MB" in warnings[0] and "the plugin gets 50 ms" in warnings[1]
+
+
+async def test_a_source_with_a_nul_character_is_refused(pat_store: Pat) -> None:
+    manifest, code = hostile("nul-source", "return 'a\x00b';")
+    with pytest.raises(RegistryError, match="NUL"):
+        await pat_store.registry.register("default", Manifest.model_validate(manifest), code,
+                                          {}, {})
+    assert await pat_store.store.get("default", "nul-source") is None
+
+
 async def test_failing_lifecycle_hooks(pat_store: Pat) -> None:
     manifest = {"id": "moody", "name": "Moody", "version": "1.0.0",
                 "hooks": ["onEmailReceived", "onInstall", "onActivate", "onDeactivate"]}

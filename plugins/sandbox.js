@@ -122,34 +122,40 @@
   const HTTP_URL = /^(https?):\/\/([a-z0-9.-]+)(?::([0-9]{1,5}))?(?:[/?#]|$)/i;
   const UNSAFE_URL = /[\s\\\x00-\x1f\x7f]/;
   const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,76}$/;
-  const UNSAFE_VALUE = /[\r\n\x00]/;
+  const UNSAFE_VALUE = /[\r\n\x00]/, NOT_LATIN1 = /[^\x00-\xff]/;
   const EXPORT_NAME = /^[A-Za-z0-9_-]{1,64}$/;
   function effect(record) {
-    if (effects.count >= limits.effects) deny("at most " + limits.effects + " effects per hook call");
+    if (effects.count >= limits.effects)
+      deny("at most " + limits.effects + " effects per hook call");
     append(effects, record);
     return effects.count;
   }
-  // A plugin's own header fields as a JSON object text; those Pat sets itself are refused.
   function forbiddenField(name, forbidden, prefixes) {
     if (contains(forbidden, name)) return true;
     for (let i = 0; i < prefixes.length; i++)
       if (cut(name, prefixes[i].length) === prefixes[i]) return true;
     return false;
   }
-  function fields(source, forbidden, prefixes, what) {
+  // A plugin's own header fields as a JSON object text; those Pat sets itself are refused.
+  function fields(source, forbidden, prefixes, what, latin1) {
     if (source === undefined || source === null) return "{}";
     if (typeof source !== "object") throw new TypeErrorOf(what + " headers must be an object");
     const names = objectKeys(source);
-    if (names.length > limits.headers) throw new TypeErrorOf("at most " + limits.headers + " headers");
+    if (names.length > limits.headers)
+      throw new TypeErrorOf("at most " + limits.headers + " headers");
     let json = "";
     for (let i = 0; i < names.length; i++) {
       const name = StringOf(names[i]), value = StringOf(source[names[i]]);
-      if (!matches(HEADER_NAME, name)) throw new TypeErrorOf(stringify(name) + " is not a header name");
+      if (!matches(HEADER_NAME, name))
+        throw new TypeErrorOf(stringify(name) + " is not a header name");
       if (forbiddenField(lower(name), forbidden, prefixes))
-        deny(what + " may not set the " + name + " header: Pat sets it, or it is not the plugin's to set");
+        deny(what + " may not set the " + name + " header: Pat sets it, or it is not the " +
+             "plugin's to set");
       if (matches(UNSAFE_VALUE, value) || value.length > limits.header_chars)
         throw new TypeErrorOf("header " + name + " must be one line of at most " +
                               limits.header_chars + " characters");
+      if (latin1 && matches(NOT_LATIN1, value))
+        throw new TypeErrorOf("HTTP header " + name + " must be ISO-8859-1 text");
       json = json + (i ? "," : "") + stringify(name) + ":" + stringify(value);
     }
     return "{" + json + "}";
@@ -166,7 +172,8 @@
     if (port < 1 || port > 65535) throw new TypeErrorOf("pat.http needs a port from 1 to 65535");
     reachable(host, port);
     const headers = fields(options === undefined || options === null ? undefined : options.headers,
-                           ctx.forbidden_http_headers, ctx.forbidden_http_prefixes, "pat.http");
+                           ctx.forbidden_http_headers, ctx.forbidden_http_prefixes, "pat.http",
+                           true);
     let payload = null;
     if (body !== undefined) {
       payload = typeof body === "string" ? body : stringify(body);
@@ -184,7 +191,8 @@
     if (!isArray(headers)) return found;
     for (let i = 0; i < headers.length; i++) {
       const header = headers[i];
-      if (isArray(header) && lower(StringOf(header[0])) === wanted) push(found, StringOf(header[1]));
+      if (isArray(header) && lower(StringOf(header[0])) === wanted)
+        push(found, StringOf(header[1]));
     }
     return found;
   }
@@ -277,8 +285,10 @@
         if (given.length < 1 || given.length > limits.recipients)
           throw new TypeErrorOf("pat.email.send needs 1 to " + limits.recipients + " recipients");
         let to = "";
-        for (let i = 0; i < given.length; i++) to = to + (i ? "," : "") + stringify(StringOf(given[i]));
-        const headers = fields(message.headers, ctx.forbidden_mail_headers, [], "pat.email.send");
+        for (let i = 0; i < given.length; i++)
+          to = to + (i ? "," : "") + stringify(StringOf(given[i]));
+        const headers = fields(message.headers, ctx.forbidden_mail_headers, [], "pat.email.send",
+                               false);
         return effect('{"kind":"smtp","host":' + stringify(host) + ',"port":' + stringify(port) +
                       ',"from":' + stringify(StringOf(message.from || "")) + ',"to":[' + to +
                       '],"subject":' + stringify(StringOf(message.subject || "")) +
@@ -297,9 +307,8 @@
                                 " values");
         let values = "";
         for (let i = 0; i < row.length; i++) {
-          const v = row[i];
-          values = values + (i ? "," : "") +
-                   stringify(cut(v === null || v === undefined ? "" : StringOf(v), limits.csv_chars));
+          const v = row[i], value = v === null || v === undefined ? "" : StringOf(v);
+          values = values + (i ? "," : "") + stringify(cut(value, limits.csv_chars));
         }
         return effect('{"kind":"csv","name":' + stringify(name) + ',"row":[' + values + "]}");
       },

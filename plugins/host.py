@@ -199,7 +199,7 @@ def _printable(text: str, limit: int = 2000) -> str:
     return text[:limit].replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
-def local_call_key() -> str:
+def _local_call_key() -> str:
     """The call key of a hook run outside a Temporal activity (the API, the command line),
     which is never retried: any unique value."""
     return f"local/{uuid.uuid4()}"
@@ -282,7 +282,7 @@ class PluginHost:
             args: list[Any] = [email, payload] if hook == "onEmailValidated" else [email]
         else:
             args = [{"tenant": tenant, "settings": plugin.settings}]
-        return await self._run(plugin, hook, args, message_id, call_key or local_call_key())
+        return await self._run(plugin, hook, args, message_id, call_key or _local_call_key())
 
     async def _run(self, plugin: InstalledPlugin, hook: str, args: list[Any],
                    message_id: str | None, call_key: str) -> HookRun:

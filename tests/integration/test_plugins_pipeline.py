@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ import pytest
 from temporalio.client import Client
 
 from plugins.host import PluginHost
-from plugins.manifest import Manifest
+from plugins.manifest import Manifest, load_plugin_files
 from plugins.registry import PluginRegistry
 from plugins.store import PluginStore
 from tests.support.harness import RunningPat, make_settings, running_pat
@@ -205,3 +206,54 @@ async def test_hostile_plugins_fail_alone_and_the_message_is_processed(
     view = (await open_pat.http.get(f"/api/v3/plugins/view/{message_id}")).json()
     assert view["header_changes"] == [{"X-Good": "yes"}]
     assert view["metadata"] == {"zz-good": {"good": True}, "zz-nul-text": {"text": "a\x00b"}}
+
+
+async def test_a_hook_activity_that_temporal_retries_does_not_post_twice(
+        tmp_path: Path, temporal_client: Client) -> None:
+    """The store stops taking writes just as the webhook answers: the hook's activity cannot
+    record that the post was made, fails as a store outage, and Temporal runs it again. The
+    retried attempt finds the post claimed and does not make it a second time."""
+    settings = make_settings(tmp_path, plugin_allowed_hosts="127.0.0.1")
+    posts: list[str] = []
+
+    class LockingTheStore(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(self.headers["Idempotency-Key"])
+            # Longer than the store's 10 s busy timeout: the attempt's next write fails.
+            lock = sqlite3.connect(settings.data_dir / "pat.db", isolation_level=None,
+                                   check_same_thread=False)
+            lock.execute("BEGIN EXCLUSIVE")
+            threading.Timer(11, lambda: (lock.rollback(), lock.close())).start()
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LockingTheStore)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        async with running_pat(settings, temporal_client) as pat:
+            store = PluginStore(pat.store.engine)
+            registry = PluginRegistry(store, PluginHost(store, pat.store, settings), settings)
+            manifest, code = load_plugin_files(SAMPLES / "webhook_notifier")
+            await registry.register("default", manifest, code,
+                                    {"url": f"http://127.0.0.1:{server.server_address[1]}/"}, {})
+            await registry.activate("default", manifest.id)
+            await asyncio.to_thread(send, pat, "posted once")
+            message_id = (await pat.http.get("/api/v3/messages")).json()["items"][0]["id"]
+            assert await pat.wait_status(message_id, "processed", timeout=60) == "processed"
+            handle = temporal_client.get_workflow_handle(f"email-{message_id}")
+            await asyncio.wait_for(handle.result(), 120)  # its onEmailStored, retried, is done
+            history = [event async for event in handle.fetch_history_events()]
+            runs = await store.runs("default", message_id=message_id)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(posts) == 1
+    assert [(r.hook, r.status) for r in runs] == [("onEmailStored", "effect_failed")]
+    assert "did not record how it ended; not repeated" in runs[0].effects[0]["detail"]
+    attempts = [e.activity_task_started_event_attributes.attempt for e in history
+                if e.HasField("activity_task_started_event_attributes")]
+    assert max(attempts) >= 2

@@ -96,9 +96,12 @@ def servers() -> Iterator[tuple[tuple[int, list[str]], tuple[int, list[str]]]]:
 @pytest.fixture
 async def open_pat(tmp_path: Path, store_url: str, temporal_client: Client
                    ) -> AsyncIterator[RunningPat]:
-    """A whole Pat whose operator lets plugins reach 127.0.0.1, on SQLite and PostgreSQL."""
-    async with running_pat(make_settings(tmp_path, store_url, plugin_allowed_hosts="127.0.0.1"),
-                           temporal_client) as running:
+    """A whole Pat whose operator lets plugins reach 127.0.0.1, on SQLite and PostgreSQL. Hooks
+    get 2 s, not 50 ms: these tests are not about the time limit, and V8 alone takes over 10 ms
+    to describe a circular structure, which a busy machine can stretch past 50 ms twice."""
+    settings = make_settings(tmp_path, store_url, plugin_allowed_hosts="127.0.0.1",
+                             plugin_timeout_ms=2000)
+    async with running_pat(settings, temporal_client) as running:
         yield running
 
 

@@ -175,7 +175,7 @@ def _prelude(invocation: Invocation) -> str:
                "known": list(HOOKS), "limits": _SANDBOX_LIMITS, **SANDBOX_RULES,
                "plugin": {"id": invocation.plugin_id, "version": invocation.plugin_version,
                           "tenant": invocation.tenant}}
-    return _PRELUDE_HEAD + json.dumps(context) + _PRELUDE_TAIL
+    return _PRELUDE_HEAD + json.dumps(json.dumps(context)) + _PRELUDE_TAIL
 
 
 def _plugin_script(code: str) -> str:

@@ -12,14 +12,17 @@
 // text against a strict schema and checks every permission again: this script only keeps an
 // honest result from being spoiled, it is not what keeps a plugin in its place.
 //
-// runtime.py fills in its two placeholders: the call's context (JSON, the IIFE's argument) and
-// the lookup of the hook functions a plugin's script may declare (from plugins.manifest.HOOKS).
+// runtime.py fills in its two placeholders: the call's context (a string of JSON, the IIFE's
+// argument: parsed, not written as an object literal, where a "__proto__" key from a message or
+// a plugin's data would set a prototype) and the lookup of the hook functions a plugin's script
+// may declare (from plugins.manifest.HOOKS).
 //
 // No timers (a hook runs once, synchronously) and no binary buffers: an ArrayBuffer's memory
 // lives outside the V8 heap, where the isolate's hard memory limit does not see it. mini-racer
 // declares its timers with `var`, which cannot be deleted: those are emptied instead.
-(function (ctx) {
+(function (contextJson) {
   "use strict";
+  const ctx = JSON.parse(contextJson);
   for (const name of ["setTimeout", "clearTimeout", "__timer_manager", "ArrayBuffer",
                       "SharedArrayBuffer", "DataView", "Atomics", "WebAssembly", "Int8Array",
                       "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array",

@@ -205,3 +205,14 @@ async def test_pat_email_send_may_not_set_recipients_through_headers() -> None:
         invocation(permissions=["smtp"], hosts=["good.test"]), LIMITS)
     assert outcome.status is HookStatus.denied
     assert "Bcc" in (outcome.error or "")
+
+
+async def test_proto_keys_in_a_messages_or_plugins_data_are_plain_keys() -> None:
+    outcome = await call_hook(
+        "function onEmailReceived(e) { return {metadata: {own: Object.keys(e.metadata),"
+        " proto: Object.getPrototypeOf(e.metadata) === Object.prototype,"
+        " stored: pat.storage.keys()}}; }",
+        invocation(args=[{**EMAIL, "metadata": {"__proto__": {"polluted": True}}}],
+                   storage={"__proto__": 1}), LIMITS)
+    assert outcome.value == {"metadata": {"own": ["__proto__"], "proto": True,
+                                          "stored": ["__proto__"]}}

@@ -15,12 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.plugins import HookResult, PluginActivities, PluginSource, RunHookInput
+from activities.plugins import (
+    ActivePluginsInput,
+    HookResult,
+    PluginActivities,
+    PluginSource,
+    RunHookInput,
+)
 from pat.domain import SpooledMessage
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
@@ -530,6 +537,29 @@ async def test_install_workflow_then_hooks_as_activities_in_temporal(
     failed_attempts = [e for e in [event async for event in handle.fetch_history_events()]
                        if e.HasField("activity_task_failed_event_attributes")]
     assert len(failed_attempts) == 1  # shown in the UI, and not retried
+
+
+@activity.defn(name="active_plugins")
+async def one_active_plugin(params: ActivePluginsInput) -> list[str]:
+    return ["unlucky"]
+
+
+@activity.defn(name="run_plugin_hook")
+async def store_never_answers(params: RunHookInput) -> HookResult:
+    raise ConnectionError("the store does not answer")
+
+
+async def test_a_hook_activity_that_gives_up_is_the_plugins_failure_not_the_workflows(
+        temporal_client: Client) -> None:
+    task_queue = f"plugins-{uuid.uuid4()}"
+    async with Worker(temporal_client, task_queue=task_queue, workflows=[PluginHookProbe],
+                      activities=[one_active_plugin, store_never_answers]):
+        handle = await temporal_client.start_workflow(
+            PluginHookProbe.run, HookProbeInput("onEmailStored", "m1"),
+            id=f"hooks-{uuid.uuid4()}", task_queue=task_queue)
+        hooks: list[HookResult] = await handle.result()
+    assert [(h.plugin_id, h.status) for h in hooks] == [("unlucky", "error")]
+    assert "gave up: the store does not answer" in (hooks[0].error or "")
 
 
 async def test_install_workflow_rejects_what_the_scanner_blocks(

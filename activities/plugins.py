@@ -4,8 +4,10 @@ activate) driven by the PluginInstall workflow.
 
 A plugin that misbehaves fails its activity with a non-retryable ``PluginHookFailed`` whose
 details are the recorded ``HookResult``: red in the UI, never retried (the hook already ran and
-its failure is recorded), and the workflow carries on. A store outage raises an ordinary error
-and is retried.
+its failure is recorded), and the workflow carries on. Nothing a plugin returns can make the
+activity raise anything else (see ``plugins.host``); a store that cannot be reached raises an
+ordinary error and is retried. A retried attempt does not repeat what an earlier one did: its
+hook call is named by the activity (``call_key``), under which each effect is claimed.
 
 No ``from __future__ import annotations``: Temporal resolves these dataclasses' field types
 inside the workflow sandbox."""
@@ -88,6 +90,13 @@ class ActivateInput:
     plugin_id: str
 
 
+def call_key() -> str:
+    """The same for every attempt of this activity, and for no other activity: a rerun of the
+    workflow (a new run id) is a new call, a retry of this activity is not."""
+    info = activity.info()
+    return f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+
+
 def hook_result(run: HookRun) -> HookResult:
     return HookResult(plugin_id=run.plugin_id, hook=run.hook, status=str(run.status),
                       error=run.error, duration_ms=run.duration_ms, changes=run.changes,
@@ -111,7 +120,7 @@ class PluginActivities:
         try:
             run = await self._host.run_hook(params.tenant, params.plugin_id, params.hook,
                                             message_id=params.message_id,
-                                            payload=params.payload)
+                                            payload=params.payload, call_key=call_key())
         except LookupError as exc:
             raise ApplicationError(str(exc), type=MESSAGE_GONE, non_retryable=True) from exc
         result = hook_result(run)
@@ -142,7 +151,7 @@ class PluginActivities:
         try:
             plugin, _ = await self._registry.register(
                 source.tenant, self._manifest(source), source.code, source.settings,
-                params.scan_report)
+                params.scan_report, call_key=call_key())
         except RegistryError as exc:
             raise ApplicationError(str(exc), type=PLUGIN_REJECTED, non_retryable=True) from exc
         return RegisterResult(plugin_id=plugin.id, version=plugin.version, active=plugin.active)
@@ -150,6 +159,6 @@ class PluginActivities:
     @activity.defn(name="activate_plugin")
     async def activate_plugin(self, params: ActivateInput) -> None:
         try:
-            await self._registry.activate(params.tenant, params.plugin_id)
+            await self._registry.activate(params.tenant, params.plugin_id, call_key=call_key())
         except RegistryError as exc:
             raise ApplicationError(str(exc), type=PLUGIN_REJECTED, non_retryable=True) from exc

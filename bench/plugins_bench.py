@@ -3,10 +3,10 @@ target p99 <= 5 ms), memory per isolate, and isolate start time.
 
     .venv/bin/python -m bench.plugins_bench [--calls 2000]
 
-"Sandbox" rows time one hook call in the sandbox: isolate from the pool, plugin loaded, hook
-called, result decoded and checked (``plugins.host.execute``). The "with the store" row times
-the hook activity's body (``PluginHost.run_hook``) on a SQLite store: it also reads the message
-and the changes earlier plugins recorded, and records the run. Temporal's own activity
+"Sandbox" rows time one hook call in the sandbox: isolate opened, plugin loaded, hook called,
+result decoded and checked, isolate closed (``plugins.host.execute``). The "with the store" row
+times the hook activity's body (``PluginHost.run_hook``) on a SQLite store: it also reads the
+message and the changes earlier plugins recorded, and records the run. Temporal's own activity
 round trip comes on top of that and is the same for any activity."""
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
 from plugins.host import PluginHost, email_for_plugins, execute
 from plugins.manifest import Manifest, load_plugin_files
-from plugins.runtime import IsolatePool
 from plugins.store import PluginStore
 
 TRIVIAL = "function onEmailReceived(email) { return null; }"
@@ -42,8 +41,8 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-async def hook_latencies(manifest: Manifest, code: str, calls: int,
-                         pool: IsolatePool | None) -> tuple[list[float], float, int]:
+async def hook_latencies(manifest: Manifest, code: str, calls: int
+                         ) -> tuple[list[float], float, int]:
     settings = Settings()
     parsed = parse_message(RAW)
     email = email_for_plugins(RAW, parsed, message_id="bench", tenant="default",
@@ -56,10 +55,9 @@ async def hook_latencies(manifest: Manifest, code: str, calls: int,
         begin = time.perf_counter()
         outcome, _ = await execute(manifest, code, "onEmailReceived", [email], tenant="default",
                                    plugin_settings=manifest.resolve_settings({}), storage={},
-                                   settings=settings, pool=pool)
+                                   settings=settings)
         latencies.append((time.perf_counter() - begin) * 1000)
         failures += outcome.status != "ok"
-        await asyncio.sleep(0)  # let the pool refill and close, as between pipeline steps
     return latencies, time.perf_counter() - started, failures
 
 
@@ -118,13 +116,11 @@ async def main(calls: int) -> None:
     print(f"isolate start: p50 {figures['start_p50_ms']:.2f} ms, p99 "
           f"{figures['start_p99_ms']:.2f} ms; heap per fresh isolate "
           f"{figures['heap_kb']:.0f} KB", flush=True)
-    pool = IsolatePool()
-    await hook_latencies(trivial, TRIVIAL, 50, pool)  # warm up
-    report("trivial hook, pooled", *await hook_latencies(trivial, TRIVIAL, calls, pool))
-    report("trivial hook, no pool", *await hook_latencies(trivial, TRIVIAL, calls // 4, None))
+    await hook_latencies(trivial, TRIVIAL, 50)  # warm up
+    report("trivial hook", *await hook_latencies(trivial, TRIVIAL, calls))
     report("trivial hook, with the store", *await store_latencies(trivial, TRIVIAL, calls // 4))
     scorer, code = load_plugin_files(SAMPLES / "spam_scorer")
-    report("spam scorer sample, pooled", *await hook_latencies(scorer, code, calls // 2, pool))
+    report("spam scorer sample", *await hook_latencies(scorer, code, calls // 2))
 
 
 def cli() -> None:

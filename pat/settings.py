@@ -70,9 +70,11 @@ class Settings(BaseSettings):
     relay_concurrency: int = Field(64, description="Workflow starts the relay keeps in flight.")
 
     plugin_memory_limit_mb: int = Field(128, description="Hard memory limit of one plugin's V8 "
-                                        "isolate, in MB; a manifest may ask for less or more.")
+                                        "isolate, in MB. A ceiling: a manifest's memory_limit_mb "
+                                        "may lower it for its plugin, never raise it.")
     plugin_timeout_ms: int = Field(50, description="Time limit of one plugin hook call, in "
-                                   "milliseconds; a manifest may ask for less or more.")
+                                   "milliseconds. A ceiling: a manifest's timeout_ms may lower "
+                                   "it for its plugin, never raise it.")
     plugin_allowed_hosts: str = Field("", description="Comma-separated hosts (host or host:port) "
                                       "that plugins may reach through pat.http and SMTP replies, "
                                       "if their manifest declares them too. Empty: no network.")

@@ -66,6 +66,7 @@ def _settings_arg(pairs: list[str]) -> dict[str, Any]:
 
 
 def run_plugin_command(settings: Settings, args: argparse.Namespace) -> int:
+    from pat.native_threads import let_native_callbacks_finish
     from plugins.manifest import ManifestError
     from plugins.registry import RegistryError
 
@@ -78,6 +79,10 @@ def run_plugin_command(settings: Settings, args: argparse.Namespace) -> int:
     except (ManifestError, RegistryError, ValueError, LookupError, OSError) as exc:
         print(f"pat plugin {args.plugin_command}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        # The Temporal client's and V8's threads may still be handing over their last result:
+        # the process must not end under them (see pat.native_threads).
+        let_native_callbacks_finish()
 
 
 async def _with_registry(settings: Settings, action: Callable[[Any], Awaitable[int]]) -> int:
@@ -224,21 +229,21 @@ async def _test(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{hook}: {outcome.status} in {outcome.duration_ms:.1f} ms"
               + (f"\n  error: {outcome.error}" if outcome.error else ""))
         for line in outcome.logs:
-            print(f"  log [{line['level']}] {line['message']}")
+            print(f"  log [{line.level}] {line.message}")
         for name, value in changes.get("headers", {}).items():
             print(f"  header {name}: {value if value is not None else '(removed)'}")
         if "metadata" in changes:
             print(f"  metadata {json.dumps(changes['metadata'], sort_keys=True)}")
         for effect in outcome.effects:
-            print(f"  would {effect['kind']}: "
-                  f"{json.dumps({k: v for k, v in effect.items() if k != 'kind'})}")
+            fields = effect.model_dump(mode="json", by_alias=True, exclude={"kind"})
+            print(f"  would {effect.kind}: {json.dumps(fields)}")
         for key, write in outcome.storage_writes.items():
             print(f"  storage {key} = " + ("(deleted)" if write is None
-                                           else json.dumps(write['v'])))
+                                           else json.dumps(write.value)))
             if write is None:
                 storage.pop(key, None)
             else:
-                storage[key] = write["v"]
+                storage[key] = write.value
         if changes.get("headers"):
             header_changes.append(changes["headers"])
         failed = failed or outcome.status is not HookStatus.ok

@@ -1,14 +1,25 @@
 """Running a plugin's hook for Pat: the email as plugins see it, the isolate call, the checks
 on what came back, storage commits, effects, and the run record.
 
-``execute`` needs no database (``pat plugin test`` uses it on a file); ``PluginHost`` adds the
-store: it loads the plugin, commits its storage writes, carries out its effects and records
-every run, whatever its outcome."""
+``execute`` needs no database (``pat plugin test`` uses it on a file): it runs the hook and
+checks its result, its storage writes and its effects against the manifest and the operator's
+settings. ``PluginHost`` adds the store: it loads the plugin, commits its storage writes,
+carries out its effects and records every run, whatever its outcome.
+
+Whatever a plugin returns, committing it cannot fail the hook's activity: an error while
+writing its storage, carrying out its effects or recording its run becomes that run's recorded
+failure. Only a store that cannot be reached raises, so that Temporal retries the activity;
+and because every effect and every storage commit is claimed under an idempotency key first
+(the workflow, its run, the activity, the plugin, the hook and the effect's position), a retried
+call never carries out what an earlier attempt did."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,15 +27,25 @@ from typing import Any
 from pat.parsing import MalformedMessage, ParsedMessage, parse_message, part_text
 from pat.settings import Settings
 from pat.store.repository import MessageStore
-from plugins.effects import EffectDenied, perform, reachable_hosts
+from plugins.effects import EffectDenied, EffectFailed, authorize, perform, reachable_hosts
 from plugins.manifest import EMAIL_HOOKS, Manifest
-from plugins.runtime import HookOutcome, HookStatus, Invocation, IsolatePool, Limits, call_hook
-from plugins.store import InstalledPlugin, PluginStore, StorageQuotaError
+from plugins.runtime import HookOutcome, HookStatus, Invocation, Limits, call_hook
+from plugins.store import (
+    EffectClaim,
+    EffectRecord,
+    InstalledPlugin,
+    PluginStore,
+    StorageQuotaError,
+    store_unavailable,
+)
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 256 * 1024
 MAX_METADATA_BYTES = 64 * 1024
 MAX_HEADER_CHANGES = 50
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+_UNSAFE_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class MalformedResult(ValueError):
@@ -48,8 +69,11 @@ class HookRun:
 
 
 def limits_for(manifest: Manifest, settings: Settings) -> Limits:
-    return Limits(memory_mb=manifest.memory_limit_mb or settings.plugin_memory_limit_mb,
-                  timeout_ms=manifest.timeout_ms or settings.plugin_timeout_ms)
+    """The operator's settings are ceilings: a manifest may lower its plugin's limits, never
+    raise them (a plugin asking for 2 GB and 10 s gets the operator's figures)."""
+    memory, timeout = settings.plugin_memory_limit_mb, settings.plugin_timeout_ms
+    return Limits(memory_mb=min(manifest.memory_limit_mb or memory, memory),
+                  timeout_ms=min(manifest.timeout_ms or timeout, timeout))
 
 
 def validate_changes(hook: str, value: Any) -> dict[str, Any]:
@@ -74,9 +98,10 @@ def validate_changes(hook: str, value: Any) -> dict[str, Any]:
             if not _HEADER_NAME.match(name):
                 raise MalformedResult(f"{name!r} is not a valid header name")
             if text is not None and (not isinstance(text, str) or len(text) > 998
-                                     or "\r" in text or "\n" in text):
+                                     or _UNSAFE_HEADER_VALUE.search(text)):
                 raise MalformedResult(f"header {name} must be a one-line string of at most 998 "
-                                      "characters, or null to remove it")
+                                      "characters without control characters, or null to "
+                                      "remove it")
         changes["headers"] = headers
     if "metadata" in value:
         if not isinstance(value["metadata"], dict):
@@ -127,31 +152,75 @@ def email_for_plugins(raw: bytes, parsed: ParsedMessage, *, message_id: str, ten
 
 async def execute(manifest: Manifest, code: str, hook: str, args: list[Any], *,
                   tenant: str, plugin_settings: dict[str, Any], storage: dict[str, Any],
-                  settings: Settings, pool: IsolatePool | None = None
-                  ) -> tuple[HookOutcome, dict[str, Any]]:
-    """Call one hook and check its result; the outcome and the changes it asks for."""
+                  settings: Settings) -> tuple[HookOutcome, dict[str, Any]]:
+    """Call one hook and check its result, its storage writes and its effects against the
+    manifest and the operator's settings; the outcome and the changes it asks for. An outcome
+    that is not ``ok`` carries no writes and no effects."""
     invocation = Invocation(
         hook=hook, args=args, plugin_id=manifest.id, plugin_version=manifest.version,
         tenant=tenant, permissions=manifest.permissions,
         hosts=reachable_hosts(manifest, settings), settings=plugin_settings,
         storage=storage if "storage" in manifest.permissions else {})
     limits = limits_for(manifest, settings)
-    outcome = await call_hook(code, invocation, limits, pool)
+    outcome = await call_hook(code, invocation, limits)
     if outcome.status is HookStatus.timeout:
         # The limit is wall-clock time, and a busy machine can stall even a trivial hook past
         # it (seen under load). A timed-out call has no effects and no writes, so it is run
         # once more in a fresh isolate; a hook that really loops times out twice.
         first = outcome.duration_ms
-        outcome = await call_hook(code, invocation, limits, pool)
+        outcome = await call_hook(code, invocation, limits)
         outcome.duration_ms += first
     changes: dict[str, Any] = {}
     if outcome.status is HookStatus.ok:
         try:
             changes = validate_changes(hook, outcome.value)
+            _authorize(outcome, manifest, settings)
         except MalformedResult as exc:
             outcome.status, outcome.error = HookStatus.malformed, str(exc)
-            outcome.effects, outcome.storage_writes = [], {}
+        except EffectDenied as exc:
+            outcome.status, outcome.error = HookStatus.denied, str(exc)
+    if outcome.status is not HookStatus.ok:
+        outcome.effects, outcome.storage_writes, changes = [], {}, {}
     return outcome, changes
+
+
+def _authorize(outcome: HookOutcome, manifest: Manifest, settings: Settings) -> None:
+    """Python's own permission checks, whatever the isolate's checks (code the plugin could
+    change) let through: all of them pass before anything is done."""
+    if outcome.storage_writes and "storage" not in manifest.permissions:
+        raise EffectDenied("storage writes need the 'storage' permission, which the manifest "
+                           "does not declare")
+    for effect in outcome.effects:
+        authorize(effect, manifest, settings)
+
+
+def _printable(text: str, limit: int = 2000) -> str:
+    """``text`` as any store takes it: no NUL (PostgreSQL refuses it in text), valid UTF-8."""
+    return text[:limit].replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def _local_call_key() -> str:
+    """The call key of a hook run outside a Temporal activity (the API, the command line),
+    which is never retried: any unique value."""
+    return f"local/{uuid.uuid4()}"
+
+
+def _claim(call_key: str, plugin: InstalledPlugin, hook: str, position: str, kind: str,
+           target: str) -> EffectClaim:
+    origin = f"{call_key}/{plugin.tenant}/{plugin.id}/{hook}#{position}"
+    return EffectClaim(key=hashlib.sha256(origin.encode("utf-8", "replace")).hexdigest(),
+                       origin=_printable(origin, 4000), tenant=plugin.tenant,
+                       plugin_id=plugin.id, kind=kind, target=_printable(target))
+
+
+def _earlier(kind: str, record: EffectRecord) -> tuple[bool, str]:
+    """What to say of an effect that an earlier attempt of the same call had claimed."""
+    if record.state == "done":
+        return True, f"carried out by an earlier attempt ({record.detail}); not repeated"
+    if record.state == "failed":
+        return False, f"failed in an earlier attempt ({record.detail}); not repeated"
+    return False, (f"an earlier attempt started this {kind} effect and did not record how it "
+                   "ended; not repeated")
 
 
 class PluginHost:
@@ -159,7 +228,6 @@ class PluginHost:
         self.plugins = plugins
         self.messages = messages
         self.settings = settings
-        self.pool = IsolatePool()
 
     async def email(self, tenant: str, message_id: str, *, before_plugin: str | None = None
                     ) -> dict[str, Any] | None:
@@ -196,9 +264,13 @@ class PluginHost:
                 {pid: c["metadata"] for pid, c in ordered if "metadata" in c})
 
     async def run_hook(self, tenant: str, plugin_id: str, hook: str, *,
-                       message_id: str | None = None, payload: Any = None) -> HookRun:
-        """Run one hook of one installed plugin and record the run. Raises only for the
-        store; everything the plugin does wrong is in the returned, recorded run."""
+                       message_id: str | None = None, payload: Any = None,
+                       call_key: str | None = None) -> HookRun:
+        """Run one hook of one installed plugin and record the run. ``call_key`` names this
+        call for idempotency: the same for every attempt of one Temporal activity (see
+        ``activities.plugins``), a fresh one when None. Raises ``LookupError`` when the plugin
+        or the message is gone, and lets an unreachable store's errors through; everything the
+        plugin does wrong is in the returned, recorded run."""
         plugin = await self.plugins.get(tenant, plugin_id)
         if plugin is None:
             raise LookupError(f"no plugin {plugin_id!r} is installed for tenant {tenant!r}")
@@ -210,10 +282,10 @@ class PluginHost:
             args: list[Any] = [email, payload] if hook == "onEmailValidated" else [email]
         else:
             args = [{"tenant": tenant, "settings": plugin.settings}]
-        return await self._run(plugin, hook, args, message_id)
+        return await self._run(plugin, hook, args, message_id, call_key or _local_call_key())
 
     async def _run(self, plugin: InstalledPlugin, hook: str, args: list[Any],
-                   message_id: str | None) -> HookRun:
+                   message_id: str | None, call_key: str) -> HookRun:
         if hook not in plugin.manifest.hooks:
             outcome = HookOutcome(HookStatus.malformed,
                                   f"{plugin.id} does not declare the hook {hook}")
@@ -223,45 +295,83 @@ class PluginHost:
                        else await self.plugins.storage(plugin.tenant, plugin.id))
             outcome, changes = await execute(
                 plugin.manifest, plugin.code, hook, args, tenant=plugin.tenant,
-                plugin_settings=plugin.settings, storage=storage, settings=self.settings,
-                pool=self.pool)
-        effects = await self._commit(plugin, outcome)
+                plugin_settings=plugin.settings, storage=storage, settings=self.settings)
+        try:
+            effects = await self._commit(plugin, hook, outcome, call_key)
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise
+            # What the plugin returned, not the store's availability, made the commit fail.
+            log.warning("%s.%s: committing its output failed", plugin.id, hook, exc_info=True)
+            outcome.status = HookStatus.effect_failed
+            outcome.error = f"its output could not be committed: {type(exc).__name__}: {exc}"
+            effects = []
+        if outcome.status is not HookStatus.ok:
+            changes = {}
         run = HookRun(plugin_id=plugin.id, plugin_version=plugin.version, hook=hook,
-                      status=outcome.status, error=outcome.error,
+                      status=outcome.status, error=_printable(outcome.error or "") or None,
                       duration_ms=round(outcome.duration_ms, 3), changes=changes,
-                      logs=outcome.logs, effects=effects)
-        run.run_id = await self.plugins.record_run({
-            "tenant": plugin.tenant, "plugin_id": plugin.id, "plugin_version": plugin.version,
-            "hook": hook, "message_id": message_id, "status": run.status, "error": run.error,
-            "duration_ms": run.duration_ms, "logs": run.logs, "changes": run.changes,
-            "effects": run.effects})
+                      logs=[line.model_dump() for line in outcome.logs], effects=effects)
+        await self._record(plugin, message_id, run)
         return run
 
-    async def _commit(self, plugin: InstalledPlugin, outcome: HookOutcome
-                      ) -> list[dict[str, Any]]:
-        """Storage writes, then effects, of a successful hook; what each effect did."""
+    async def _commit(self, plugin: InstalledPlugin, hook: str, outcome: HookOutcome,
+                      call_key: str) -> list[dict[str, Any]]:
+        """Storage writes, then effects, of a successful hook; what each effect did. A write
+        or an effect that an earlier attempt of the same call committed is not done again."""
         if outcome.status is not HookStatus.ok:
             return []
-        try:
-            await self.plugins.apply_storage_writes(plugin.tenant, plugin.id,
-                                                    outcome.storage_writes)
-        except StorageQuotaError as exc:
-            outcome.status, outcome.error = HookStatus.denied, f"storage: {exc}"
-            return []
-        done: list[dict[str, Any]] = []
-        for effect in outcome.effects:
-            record = {"kind": effect.get("kind"),
-                      "target": effect.get("url") or effect.get("host") or effect.get("name")}
+        if outcome.storage_writes:
+            claim = _claim(call_key, plugin, hook, "storage", "storage", "storage")
             try:
-                record.update(ok=True, detail=await perform(effect, plugin.manifest,
-                                                            self.settings, plugin.tenant))
-            except EffectDenied as exc:
-                record.update(ok=False, detail=f"denied: {exc}")
-                outcome.status, outcome.error = HookStatus.denied, str(exc)
-            except (OSError, ValueError) as exc:
-                record.update(ok=False, detail=str(exc))
-                if outcome.status is HookStatus.ok:
-                    outcome.status = HookStatus.effect_failed
-                    outcome.error = f"{effect.get('kind')} effect failed: {exc}"
+                await self.plugins.apply_storage_writes(claim, outcome.storage_writes)
+            except StorageQuotaError as exc:
+                outcome.status, outcome.error = HookStatus.denied, f"storage: {exc}"
+                return []
+        done: list[dict[str, Any]] = []
+        for position, effect in enumerate(outcome.effects):
+            claim = _claim(call_key, plugin, hook, str(position), effect.kind, effect.target)
+            record: dict[str, Any] = {"kind": effect.kind, "target": effect.target}
+            earlier = await self.plugins.claim_effect(claim)
+            if earlier is not None:
+                ok, detail = _earlier(effect.kind, earlier)
+            else:
+                try:
+                    detail = await perform(effect, plugin.manifest, self.settings, plugin.tenant,
+                                           idempotency_key=claim.key)
+                    ok = True
+                except EffectFailed as exc:
+                    ok, detail = False, _printable(str(exc))
+                await self.plugins.finish_effect(claim.key, done=ok, detail=detail)
+            record.update(ok=ok, detail=detail)
+            if not ok and outcome.status is HookStatus.ok:
+                outcome.status = HookStatus.effect_failed
+                outcome.error = f"{effect.kind} effect failed: {detail}"
             done.append(record)
         return done
+
+    async def _record(self, plugin: InstalledPlugin, message_id: str | None,
+                      run: HookRun) -> None:
+        """Record ``run``. Should the store refuse the full record (what the plugin returned,
+        not its availability, is the cause), a short one keeps the failure on record."""
+        values = {"tenant": plugin.tenant, "plugin_id": plugin.id,
+                  "plugin_version": plugin.version, "hook": run.hook, "message_id": message_id,
+                  "duration_ms": run.duration_ms}
+        try:
+            run.run_id = await self.plugins.record_run({
+                **values, "status": run.status, "error": run.error, "logs": run.logs,
+                "changes": run.changes, "effects": run.effects})
+            return
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise
+            log.warning("%s.%s: its run could not be recorded", plugin.id, run.hook,
+                        exc_info=True)
+            if run.status is HookStatus.ok:
+                run.status = HookStatus.malformed
+            run.error = _printable(f"{run.error + '; ' if run.error else ''}its result could "
+                                   f"not be recorded: {type(exc).__name__}: {exc}")
+            run.changes, run.logs = {}, []
+        run.run_id = await self.plugins.record_run({
+            **values, "status": run.status, "error": run.error, "logs": [], "changes": {},
+            "effects": run.effects})

@@ -1,10 +1,19 @@
 """The V8 sandbox: runs one hook of one plugin in a V8 isolate of its own, under a hard memory
-limit and a time limit.
+limit and a time limit, and parses what the isolate returns.
 
-Every call gets a fresh isolate (about 1.5 ms to start, under 1 MB of heap): nothing a call does
-survives it, so a plugin that fills its heap, pollutes prototypes or leaves a runaway promise
-behind harms only that one call, and one plugin can never see another's data. State that must
-last lives in ``pat.storage``.
+Every call gets a fresh isolate (about 2 ms to open and close, under 1 MB of heap), closed before
+the call returns: nothing a call does survives it, so a plugin that fills its heap, pollutes
+prototypes or leaves a runaway promise behind harms only that one call, one plugin can never
+see another's data, and no isolate is left for the interpreter to tear down at exit. State that
+must last lives in ``pat.storage``.
+
+The isolate runs three scripts: Pat's prelude (``sandbox.js``, which holds the call's context
+in a closure and leaves only the frozen globals ``pat`` and ``__pat``), the plugin's source,
+and ``__pat.run()``. The plugin's source is a script of its own, so no variable of the prelude
+is in its scope; but once it has loaded, the isolate is the plugin's, so its output is parsed
+here as hostile data: one JSON document checked against a strict schema (``HookDocument``),
+bounded in every dimension. A document that does not fit is the plugin's ``malformed`` result,
+and nothing it asked for is done.
 
 The memory limit is V8's: it is enforced when the garbage collector runs, so one large
 allocation can overshoot it briefly before the script is stopped. Binary buffers
@@ -12,33 +21,46 @@ allocation can overshoot it briefly before the script is stopped. Binary buffers
 outside the V8 heap where the limit does not see them.
 
 The isolate has no file system, no network, no timers and no ``require``: the plugin reaches the
-world only through the ``pat`` object, which is plain JavaScript over data handed in. Storage
-is a snapshot of the plugin's own key-value space whose writes are returned and committed only
-if the hook succeeds; ``pat.http``, ``pat.email.send`` and ``pat.export.csv`` only record
-effects, which Python checks against the manifest and the operator's settings and carries out
-after the hook returned, outside the hook's time budget.
+world only through the ``pat`` object. Storage is a snapshot of the plugin's own key-value space
+whose writes are returned and committed only if the hook succeeds; ``pat.http``,
+``pat.email.send`` and ``pat.export.csv`` only record effects, which Python checks against the
+manifest and the operator's settings and carries out after the hook returned, outside the
+hook's time budget.
 
 Since mini-racer 0.14 a ``MiniRacer`` binds to the running event loop; its JavaScript runs on
 V8's own thread and ``eval_cancelable`` is awaited under ``asyncio.wait_for``, whose
-cancellation terminates the script. Hooks must be synchronous: awaiting a JavaScript promise
-that never settles cannot be cancelled cleanly, so a hook returning a promise is refused."""
+cancellation terminates the script. Only ``eval_cancelable`` is used: mini-racer's function
+calls first run an uncancellable evaluation, which a runaway promise left by the plugin would
+block forever. Hooks must be synchronous: awaiting a JavaScript promise that never settles
+cannot be cancelled cleanly, so a hook returning a promise is refused."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException, MiniRacer
+from pydantic import AfterValidator, Field, JsonValue, ValidationError, model_validator
 
+from plugins.effects import SANDBOX_LIMITS, SANDBOX_RULES, Effect, StrictModel
 from plugins.manifest import HOOKS
 
-MAX_OUTPUT_BYTES = 1024 * 1024
+MAX_OUTPUT_CHARS = 1024 * 1024
+MAX_LOGS = 200
+MAX_LOG_CHARS = 2000
+MAX_EFFECTS = 20
+MAX_ERROR_CHARS = 4000
+MAX_KEY_CHARS = 255
+MAX_VALUE_CHARS = 64 * 1024
+MAX_WRITES = 10_000
+# Deeper JSON than this is refused: Python's json and the store's drivers recurse on nesting.
+MAX_DEPTH = 64
+PLUGIN_SCRIPT_NAME = "plugin.js"
 
 
 class HookStatus(StrEnum):
@@ -50,7 +72,7 @@ class HookStatus(StrEnum):
     malformed = "malformed"  # the hook returned something Pat cannot use
     denied = "denied"  # the plugin tried something its permissions do not allow
     compile_error = "compile_error"  # the source did not load
-    effect_failed = "effect_failed"  # an allowed network or export effect failed
+    effect_failed = "effect_failed"  # an allowed network, export or storage effect failed
 
 
 @dataclass(frozen=True)
@@ -74,65 +96,100 @@ class Invocation:
     storage: dict[str, Any] = field(default_factory=dict)
 
 
+def _storage_key(key: str) -> str:
+    if any(ord(c) < 32 or c == "\x7f" for c in key):
+        raise ValueError("storage keys have no control characters")
+    return key
+
+
+StorageKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS),
+                       AfterValidator(_storage_key)]
+
+
+class LogLine(StrictModel):
+    level: Literal["debug", "info", "warn", "error"]
+    message: str = Field(max_length=MAX_LOG_CHARS)
+
+
+class StoredValue(StrictModel):
+    """A value a hook gives ``pat.storage.set``; a deleted key is written as null instead."""
+
+    value: JsonValue
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StoredValue:
+        if len(json.dumps(self.value, ensure_ascii=False, separators=(",", ":"))) > \
+                MAX_VALUE_CHARS:
+            raise ValueError(f"a stored value is at most {MAX_VALUE_CHARS} characters of JSON")
+        return self
+
+
+class HookDocument(StrictModel):
+    """What ``__pat.run()`` returns, as Pat accepts it. Timeouts, memory, compile errors and
+    effect failures are Python's to say, never the isolate's."""
+
+    status: Literal["ok", "error", "denied", "stack_overflow", "malformed"]
+    error: str | None = Field(None, max_length=MAX_ERROR_CHARS)
+    logs: list[LogLine] = Field(max_length=MAX_LOGS)
+    value: JsonValue = None
+    effects: list[Effect] = Field(default_factory=list, max_length=MAX_EFFECTS)
+    writes: dict[StorageKey, StoredValue | None] = Field(default_factory=dict,
+                                                         max_length=MAX_WRITES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HookDocument:
+        if self.status == "ok" and "value" not in self.model_fields_set:
+            raise ValueError("a successful call carries its value")
+        if self.status != "ok" and not self.error:
+            raise ValueError("a failed call carries its reason")
+        if self.status != "ok" and ({"value", "effects", "writes"} & self.model_fields_set):
+            raise ValueError("a failed call carries no value, effects or writes")
+        return self
+
+
 @dataclass
 class HookOutcome:
     status: HookStatus
     error: str | None = None
-    value: Any = None
-    logs: list[dict[str, str]] = field(default_factory=list)
-    effects: list[dict[str, Any]] = field(default_factory=list)
-    # key -> {"v": value} to set, None to delete
-    storage_writes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    value: JsonValue = None
+    logs: list[LogLine] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    # key -> the value to set, or None to delete the key
+    storage_writes: dict[str, StoredValue | None] = field(default_factory=dict)
     duration_ms: float = 0.0
 
 
-_PRELUDE = (Path(__file__).parent / "sandbox.js").read_text()
-
-_FIRST_LINE_PREFIX = len(_PRELUDE.split("__PAT_CODE__", 1)[0].rsplit("\n", 1)[1])
-_SYNTAX_PROBE = ("(function () { try { new Function(%s); return ''; }"
-                 " catch (e) { return String(e); } })()")
-_DECLARED = ", ".join(f"{h}: typeof {h} === 'function' ? {h} : undefined" for h in HOOKS)
-
-
-def _script(code: str, invocation: Invocation) -> str:
-    ctx = {"hook": invocation.hook, "args": invocation.args, "permissions": invocation.permissions,
-           "hosts": invocation.hosts, "settings": invocation.settings,
-           "storage": invocation.storage, "known": list(HOOKS),
-           "plugin": {"id": invocation.plugin_id, "version": invocation.plugin_version,
-                      "tenant": invocation.tenant}}
-    # Split rather than str.replace on the whole: the plugin's own text is never searched.
-    head, rest = _PRELUDE.split("__PAT_CTX__", 1)
-    middle, tail = rest.split("__PAT_CODE__", 1)
-    return head + json.dumps(ctx) + middle + code + tail.replace("__PAT_DECLARED__", _DECLARED)
+_DECLARED = ("{__proto__: null, " + ", ".join(
+    f"{h}: () => typeof {h} === 'function' ? {h} : undefined" for h in HOOKS) + "}")
+_PRELUDE_HEAD, _PRELUDE_TAIL = ((Path(__file__).parent / "sandbox.js").read_text()
+                                .replace("__PAT_DECLARED__", _DECLARED).split("__PAT_CTX__"))
+_SANDBOX_LIMITS = {"logs": MAX_LOGS, "log_chars": MAX_LOG_CHARS, "effects": MAX_EFFECTS,
+                   "error_chars": MAX_ERROR_CHARS, "key_chars": MAX_KEY_CHARS,
+                   "value_chars": MAX_VALUE_CHARS, **SANDBOX_LIMITS}
 
 
-_CODE_LINE = _PRELUDE.split("__PAT_CODE__", 1)[0].count("\n") + 1
-_POSITION = re.compile(r"<anonymous>:(\d+)(?::(\d+))?")
+def _prelude(invocation: Invocation) -> str:
+    context = {"hook": invocation.hook, "args": invocation.args,
+               "permissions": invocation.permissions, "hosts": invocation.hosts,
+               "settings": invocation.settings, "storage": invocation.storage,
+               "known": list(HOOKS), "limits": _SANDBOX_LIMITS, **SANDBOX_RULES,
+               "plugin": {"id": invocation.plugin_id, "version": invocation.plugin_version,
+                          "tenant": invocation.tenant}}
+    return _PRELUDE_HEAD + json.dumps(json.dumps(context)) + _PRELUDE_TAIL
 
 
-def _plugin_positions(text: str, code: str) -> str:
-    """V8 positions in the sandbox script, rewritten as positions in the plugin's own file."""
-
-    code_lines = code.count("\n") + 1
-
-    def rewrite(match: re.Match[str]) -> str:
-        line = int(match.group(1)) - _CODE_LINE + 1
-        if line < 1 or line > code_lines:
-            return "pat-sandbox"
-        column = match.group(2)
-        if column is not None and line == 1:
-            column = str(max(1, int(column) - _FIRST_LINE_PREFIX))
-        return f"plugin.js:{line}" + (f":{column}" if column is not None else "")
-
-    return _POSITION.sub(rewrite, text)
+def _plugin_script(code: str) -> str:
+    # Named, so that V8's messages and stacks give positions in the plugin's own file; ending
+    # in undefined, so that no value of the plugin's is handed to Python.
+    return f"{code}\n;undefined;\n//# sourceURL={PLUGIN_SCRIPT_NAME}\n"
 
 
-def _describe_js_error(exc: Exception, code: str) -> str:
-    return _plugin_positions(str(exc).strip(), code)[:2000]
+def _describe_js_error(exc: Exception) -> str:
+    return str(exc).strip()[:MAX_ERROR_CHARS]
 
 
-# Loading runs Pat's sandbox script and the plugin's top level, not the hook: it gets at least
-# this budget, so a busy machine's scheduling pause cannot fail a trivial plugin's load.
+# Loading runs Pat's prelude and the plugin's top level, not the hook: it gets at least this
+# budget, so a busy machine's scheduling pause cannot fail a trivial plugin's load.
 LOAD_BUDGET_MS = 500
 
 
@@ -154,96 +211,114 @@ def _limit_failure(exc: BaseException, limits: Limits, what: str, *,
     return None
 
 
-class IsolatePool:
-    """Blank isolates made ahead of need, and used ones closed after the call has returned,
-    so that a hook call's latency is its own JavaScript, not V8's setup and teardown (about
-    2 ms). The spare is made after a call, not during one: made while a hook's script runs,
-    it would hold up the event loop that is waiting for that script. An isolate is never used
-    twice. Isolates belong to the event loop they were made on; the pool starts afresh if it
-    is used from another loop."""
-
-    def __init__(self, spare: int = 1) -> None:
-        self._spare: list[MiniRacer] = []
-        self._target = spare
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def take(self) -> MiniRacer:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._spare, self._loop = [], loop
-        return self._spare.pop() if self._spare else MiniRacer()
-
-    def release(self, racer: MiniRacer) -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_soon(racer.close)
-        loop.call_soon(self._refill, loop)
-
-    def _refill(self, loop: asyncio.AbstractEventLoop) -> None:
-        if loop is self._loop:
-            while len(self._spare) < self._target:
-                self._spare.append(MiniRacer())
-
-
-async def call_hook(code: str, invocation: Invocation, limits: Limits,
-                    pool: IsolatePool | None = None) -> HookOutcome:
+async def call_hook(code: str, invocation: Invocation, limits: Limits) -> HookOutcome:
     """Load ``code`` in a fresh isolate and call ``invocation.hook``. Never raises for anything
     the plugin does: every failure is an outcome with a status and a reason."""
     started = time.perf_counter()
-    racer = pool.take() if pool else MiniRacer()
-    try:
+    with MiniRacer() as racer:
         outcome = await _call_hook(racer, code, invocation, limits)
-    finally:
-        if pool:
-            pool.release(racer)
-        else:
-            racer.close()
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome
 
 
-async def _call_hook(racer: MiniRacer, code: str, invocation: Invocation,
-                     limits: Limits) -> HookOutcome:
+async def _load(racer: MiniRacer, code: str, invocation: Invocation,
+                limits: Limits) -> HookOutcome | None:
+    """Run the prelude and the plugin's top level; the failure, if they do not load."""
     racer.set_hard_memory_limit(limits.memory_mb * 1024 * 1024)
     try:
-        await _timed_eval(racer, _script(code, invocation), limits, loading=True)
+        await _timed_eval(racer, _prelude(invocation), limits, loading=True)
+        await _timed_eval(racer, _plugin_script(code), limits, loading=True)
     except JSParseException as exc:
         return HookOutcome(HookStatus.compile_error,
-                           f"the plugin source does not parse: {_describe_js_error(exc, code)}")
+                           f"the plugin source does not parse: {_describe_js_error(exc)}")
     except (JSEvalException, TimeoutError) as exc:
         limited = _limit_failure(exc, limits, "loading the plugin", loading=True)
         if limited:
             return limited
-        return HookOutcome(HookStatus.compile_error, "the plugin failed while loading: "
-                           + _describe_js_error(exc, code))
+        return HookOutcome(HookStatus.compile_error,
+                           f"the plugin failed while loading: {_describe_js_error(exc)}")
+    return None
+
+
+async def _call_hook(racer: MiniRacer, code: str, invocation: Invocation,
+                     limits: Limits) -> HookOutcome:
+    failed = await _load(racer, code, invocation, limits)
+    if failed:
+        return failed
     try:
         output = await _timed_eval(racer, "__pat.run()", limits)
     except (JSEvalException, TimeoutError) as exc:
-        limited = _limit_failure(exc, limits, f"{invocation.hook}")
+        limited = _limit_failure(exc, limits, invocation.hook)
         if limited:
             return limited
-        return HookOutcome(HookStatus.error, _describe_js_error(exc, code))
-    return _decode(output, invocation.hook, code)
+        return HookOutcome(HookStatus.error, _describe_js_error(exc))
+    return parse_output(output, invocation.hook)
 
 
-def _decode(output: Any, hook: str, code: str) -> HookOutcome:
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unusable(document: Any) -> str | None:
+    """Why ``document`` (parsed JSON) cannot be kept, if it cannot: too deep, or text that is
+    not Unicode (a lone surrogate) and that no store or driver will take."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return f"it is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, dict):
+            pending += [(k, depth) for k in item] + [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            pending += [(v, depth + 1) for v in item]
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "it holds text that is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _location(part: str | int) -> str:
+    # Keys in a location are the plugin's own text: shown short, and without control characters.
+    text = str(part)
+    shown = "".join(c if c.isprintable() else "?" for c in text[:40])
+    return shown + ("..." if len(text) > 40 else "")
+
+
+def _validation_problems(exc: ValidationError) -> str:
+    problems = [f"{'.'.join(_location(p) for p in e['loc']) or 'result'}: {e['msg']}"
+                for e in exc.errors()[:5]]
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+
+
+def parse_output(output: Any, hook: str) -> HookOutcome:
+    """The isolate's result, parsed and checked; anything that does not fit the schema is the
+    plugin's ``malformed`` result, with the reason."""
     if not isinstance(output, str):
         return HookOutcome(HookStatus.malformed, f"{hook} produced no result")
-    if len(output) > MAX_OUTPUT_BYTES:
+    if len(output) > MAX_OUTPUT_CHARS:
         return HookOutcome(HookStatus.malformed, f"{hook} returned more than "
-                           f"{MAX_OUTPUT_BYTES // 1024} KB")
-    data = json.loads(output)
-    error = data.get("error")
-    outcome = HookOutcome(HookStatus(data["status"]),
-                          _plugin_positions(error, code) if error else None, data.get("value"),
-                          logs=data.get("logs", []), effects=data.get("effects", []),
-                          storage_writes=data.get("writes", {}))
-    if outcome.status is HookStatus.ok and "value" not in data:
-        outcome.status = HookStatus.malformed
-        outcome.error = f"{hook} returned a value that is not JSON (a function or a symbol)"
-    if outcome.status is not HookStatus.ok:
-        outcome.storage_writes = {}
-        outcome.effects = []
-    return outcome
+                           f"{MAX_OUTPUT_CHARS // 1024} K characters")
+    try:
+        data = json.loads(output, parse_constant=_refuse_constant)
+    except RecursionError:
+        return HookOutcome(HookStatus.malformed, f"{hook}'s result is nested too deeply")
+    except ValueError as exc:
+        return HookOutcome(HookStatus.malformed, f"{hook}'s result is not JSON: {exc}")
+    problem = _unusable(data)
+    if problem:
+        return HookOutcome(HookStatus.malformed, f"{hook}'s result cannot be kept: {problem}")
+    try:
+        document = HookDocument.model_validate(data)
+    except ValidationError as exc:
+        return HookOutcome(HookStatus.malformed, f"{hook}'s result does not fit Pat's schema: "
+                           f"{_validation_problems(exc)}")
+    if document.status != "ok":
+        return HookOutcome(HookStatus(document.status), document.error, logs=document.logs)
+    return HookOutcome(HookStatus.ok, value=document.value, logs=document.logs,
+                       effects=document.effects, storage_writes=document.writes)
 
 
 async def compile_plugin(code: str, hooks: list[str], limits: Limits) -> list[str]:
@@ -252,22 +327,16 @@ async def compile_plugin(code: str, hooks: list[str], limits: Limits) -> list[st
     probe = Invocation(hook="__compile__", args=[], plugin_id="compile", plugin_version="0",
                        tenant="", permissions=[], hosts=[], settings={})
     with MiniRacer() as racer:
-        racer.set_hard_memory_limit(limits.memory_mb * 1024 * 1024)
+        failed = await _load(racer, code, probe, limits)
+        if failed:
+            return [failed.error or f"the plugin does not load ({failed.status})"]
         try:
-            # Parse alone first: the error then names the plugin's mistake, not the sandbox.
-            syntax = await _timed_eval(racer, _SYNTAX_PROBE % json.dumps(code), limits,
-                                       loading=True)
-            if syntax:
-                return [f"the plugin source does not parse: {syntax}"]
-            await _timed_eval(racer, _script(code, probe), limits, loading=True)
             defined = await _timed_eval(racer, "__pat.defined()", limits, loading=True)
-        except JSParseException as exc:
-            return [f"the plugin source does not parse: {_describe_js_error(exc, code)}"]
-        except (JSEvalException, TimeoutError) as exc:
+            found = set(json.loads(str(defined)))
+        except (JSEvalException, TimeoutError, ValueError) as exc:
             limited = _limit_failure(exc, limits, "loading the plugin", loading=True)
             return [limited.error if limited and limited.error
-                    else f"the plugin failed while loading: {_describe_js_error(exc, code)}"]
-    found = set(json.loads(str(defined)))
+                    else f"the plugin's hooks cannot be listed: {exc}"]
     problems = [f"the manifest declares {h} but the plugin defines no such function"
                 for h in hooks if h not in found]
     problems += [f"the plugin defines {h} but the manifest does not declare it"

@@ -1,10 +1,13 @@
 """The plugins' part of Pat's store: installed plugins per tenant, each plugin's own key-value
-space and the record of every hook run. Tables are created by migration 0002_plugins."""
+space, the record of every hook run, and the effects hooks asked for, each under its
+idempotency key. Tables are created by migrations 0002_plugins and 0003_plugin_effects.
+
+Errors are sorted in two: ``store_unavailable`` says whether an error means the store could not
+be reached (worth retrying) rather than that it refused what it was given."""
 
 from __future__ import annotations
 
 import builtins
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +27,19 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pat.domain import now_ns
 from plugins.manifest import Manifest
+from plugins.runtime import StoredValue
 
 metadata = MetaData()
 
@@ -74,13 +86,55 @@ runs_table = Table(
     Column("created_ns", BigInteger, nullable=False),
 )
 
+effects_table = Table(
+    "plugin_effects", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("origin", Text, nullable=False),
+    Column("tenant", String(255), nullable=False),
+    Column("plugin_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+)
+
 MAX_KEYS = 10_000
-MAX_KEY_LENGTH = 255
-MAX_VALUE_BYTES = 64 * 1024
 
 
 class StorageQuotaError(ValueError):
     """A plugin's storage writes break its quota; nothing was written."""
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the store could not be reached or could not answer (a lost
+    connection, a locked or full SQLite file, an exhausted pool), which a retry may cure, rather
+    than that it refused what it was given."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, DisconnectionError,
+                            PoolTimeoutError, OSError))
+
+
+@dataclass(frozen=True)
+class EffectClaim:
+    """One effect of one hook call, about to be carried out. ``key`` is the idempotency key
+    (a digest of ``origin``, which says which workflow, activity, plugin, hook and position it
+    is): the same effect of a retried call has the same key."""
+
+    key: str
+    origin: str
+    tenant: str
+    plugin_id: str
+    kind: str
+    target: str
+
+
+@dataclass(frozen=True)
+class EffectRecord:
+    state: str  # "started", "done" or "failed"
+    detail: str
 
 
 @dataclass
@@ -177,10 +231,11 @@ class PluginStore:
         return bool(result.rowcount)
 
     async def remove(self, tenant: str, plugin_id: str) -> bool:
-        """The plugin, its storage and its run records."""
+        """The plugin, its storage, its run records and its effect records."""
         async with self.engine.begin() as conn:
             for table, column in ((storage_table, storage_table.c.plugin_id),
-                                  (runs_table, runs_table.c.plugin_id)):
+                                  (runs_table, runs_table.c.plugin_id),
+                                  (effects_table, effects_table.c.plugin_id)):
                 await conn.execute(delete(table).where(table.c.tenant == tenant,
                                                        column == plugin_id))
             result = await conn.execute(delete(plugins_table).where(
@@ -193,31 +248,65 @@ class PluginStore:
                 storage_table.c.tenant == tenant, storage_table.c.plugin_id == plugin_id))).all()
         return {r.key: r.value for r in rows}
 
-    async def apply_storage_writes(self, tenant: str, plugin_id: str,
-                                   writes: dict[str, dict[str, Any] | None]) -> None:
-        """Apply a hook's writes (key -> {"v": value}, or None to delete) all or nothing."""
-        if not writes:
-            return
-        for key, write in writes.items():
-            if not key or len(key) > MAX_KEY_LENGTH:
-                raise StorageQuotaError(f"storage keys must be 1-{MAX_KEY_LENGTH} characters")
-            if write is not None and len(json.dumps(write.get("v"))) > MAX_VALUE_BYTES:
-                raise StorageQuotaError(f"the value of {key!r} is larger than "
-                                        f"{MAX_VALUE_BYTES // 1024} KB")
+    async def apply_storage_writes(self, claim: EffectClaim,
+                                   writes: dict[str, StoredValue | None]) -> bool:
+        """Apply a hook's writes (key -> value, or None to delete) all or nothing, under the
+        claim's idempotency key. False if an earlier attempt of the same hook call committed
+        its writes already: a retried call must not apply them twice."""
         stamp = now_ns()
-        owner = (storage_table.c.tenant == tenant, storage_table.c.plugin_id == plugin_id)
+        owner = (storage_table.c.tenant == claim.tenant,
+                 storage_table.c.plugin_id == claim.plugin_id)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(effects_table.insert().values(
+                    key=claim.key, origin=claim.origin, tenant=claim.tenant,
+                    plugin_id=claim.plugin_id, kind=claim.kind, target=claim.target,
+                    state="done", detail=f"{len(writes)} keys written",
+                    created_ns=stamp, updated_ns=stamp))
+                await conn.execute(delete(storage_table).where(
+                    *owner, storage_table.c.key.in_(list(writes))))
+                rows = [{"tenant": claim.tenant, "plugin_id": claim.plugin_id, "key": key,
+                         "value": write.value, "updated_ns": stamp}
+                        for key, write in writes.items() if write is not None]
+                if rows:
+                    await conn.execute(storage_table.insert(), rows)
+                count = await conn.scalar(select(func.count()).select_from(storage_table)
+                                          .where(*owner))
+                if (count or 0) > MAX_KEYS:
+                    raise StorageQuotaError(f"a plugin may keep at most {MAX_KEYS} keys")
+        except IntegrityError:
+            if await self.effect(claim.key) is None:
+                raise
+            return False
+        return True
+
+    async def claim_effect(self, claim: EffectClaim) -> EffectRecord | None:
+        """Record that an effect is about to be carried out. None when this call made the
+        claim; the earlier attempt's record when one had claimed it already."""
+        stamp = now_ns()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(effects_table.insert().values(
+                    key=claim.key, origin=claim.origin, tenant=claim.tenant,
+                    plugin_id=claim.plugin_id, kind=claim.kind, target=claim.target,
+                    state="started", detail="", created_ns=stamp, updated_ns=stamp))
+        except IntegrityError:
+            earlier = await self.effect(claim.key)
+            if earlier is None:
+                raise
+            return earlier
+        return None
+
+    async def finish_effect(self, key: str, *, done: bool, detail: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(delete(storage_table).where(
-                *owner, storage_table.c.key.in_(list(writes))))
-            rows = [{"tenant": tenant, "plugin_id": plugin_id, "key": key,
-                     "value": write["v"], "updated_ns": stamp}
-                    for key, write in writes.items() if write is not None]
-            if rows:
-                await conn.execute(storage_table.insert(), rows)
-            count = await conn.scalar(select(func.count()).select_from(storage_table)
-                                      .where(*owner))
-            if (count or 0) > MAX_KEYS:
-                raise StorageQuotaError(f"a plugin may keep at most {MAX_KEYS} keys")
+            await conn.execute(update(effects_table).where(effects_table.c.key == key).values(
+                state="done" if done else "failed", detail=detail, updated_ns=now_ns()))
+
+    async def effect(self, key: str) -> EffectRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(effects_table.c.state, effects_table.c.detail)
+                                      .where(effects_table.c.key == key))).first()
+        return EffectRecord(state=row.state, detail=row.detail) if row else None
 
     async def record_run(self, run: dict[str, Any]) -> int:
         async with self.engine.begin() as conn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from pat import temporal
 from pat.cli import temporal_binary
+from pat.native_threads import let_native_callbacks_finish
 from tests.support.check_fixtures import spamd, test_dns  # noqa: F401  (session fixtures)
 from tests.support.dns_server import DnsServer
 from tests.support.harness import RunningPat, make_settings, running_pat
@@ -86,18 +86,7 @@ async def pat_sqlite(tmp_path: Path, temporal_client: Client) -> AsyncIterator[R
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Exit with pytest's status without running the interpreter's teardown.
-
-    A process that has used a Temporal test environment has been seen to crash with SIGSEGV
-    while exiting, after every test had finished and been reported. Leaving through os._exit
-    once pytest has written its summary keeps that crash from turning a green run red; a real
-    failure still sets the status, which is passed on unchanged."""
-    status = getattr(config, "_pat_exit_status", None)
-    if status is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(int(status))
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config._pat_exit_status = exitstatus  # type: ignore[attr-defined]
+    """The session's Temporal clients and workers (Rust threads) may still be handing their
+    last results to Python: let them, before the interpreter finalizes under them (see
+    pat.native_threads). A crash at exit is then a real failure, and fails the run."""
+    let_native_callbacks_finish()

@@ -3,7 +3,12 @@
 ``run_hooks`` is called from a workflow's code (EmailPipeline): it asks for the tenant's active
 plugins that implement the hook, then runs each as its own activity, in execution order. A
 plugin that fails is one failed activity and one HookResult with its status; the next plugin
-runs all the same, and the calling workflow carries on."""
+runs all the same, and the calling workflow carries on.
+
+Even a hook activity that gives up for another reason (its retries spent on an unreachable
+store, its time out) is that plugin's failed result, not the pipeline's: since the
+"plugin-failures-contained" patch. The patch is asked for only on that path, so runs where no
+hook activity gives up record no marker and replay as before."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plugins import (
@@ -31,6 +36,7 @@ HOOK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_c
                          non_retryable_error_types=[PLUGIN_HOOK_FAILED, MESSAGE_GONE])
 # Covers the hook's own limit and any effects (HTTP, SMTP) it asked for.
 HOOK_TIMEOUT = timedelta(seconds=60)
+CONTAINED_PATCH = "plugin-failures-contained"
 
 
 async def run_hooks(hook: str, message_id: str | None, *, tenant: str = "default",
@@ -52,16 +58,19 @@ async def run_hooks(hook: str, message_id: str | None, *, tenant: str = "default
                 start_to_close_timeout=HOOK_TIMEOUT, retry_policy=HOOK_RETRY,
                 summary=f"{plugin_id}.{hook}"))
         except ActivityError as err:
-            cause = err.cause
-            if not isinstance(cause, ApplicationError):
-                raise
-            if cause.type == PLUGIN_HOOK_FAILED and cause.details:
-                recorded = cause.details[0]
-                results.append(recorded if isinstance(recorded, HookResult)
-                               else HookResult(**recorded))
-            elif cause.type in (PLUGIN_HOOK_FAILED, MESSAGE_GONE):
-                results.append(HookResult(plugin_id=plugin_id, hook=hook, status="error",
-                                          error=cause.message))
-            else:
-                raise
+            results.append(_failed_hook(err, plugin_id, hook))
     return results
+
+
+def _failed_hook(err: ActivityError, plugin_id: str, hook: str) -> HookResult:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == PLUGIN_HOOK_FAILED and cause.details:
+        recorded = cause.details[0]
+        return recorded if isinstance(recorded, HookResult) else HookResult(**recorded)
+    if isinstance(cause, ApplicationError) and cause.type in (PLUGIN_HOOK_FAILED, MESSAGE_GONE):
+        return HookResult(plugin_id=plugin_id, hook=hook, status="error", error=cause.message)
+    if isinstance(cause, CancelledError) or not workflow.patched(CONTAINED_PATCH):
+        raise err
+    reason = cause.message if isinstance(cause, FailureError) else str(cause or err)
+    return HookResult(plugin_id=plugin_id, hook=hook, status="error",
+                      error=f"the hook's activity gave up: {reason}")

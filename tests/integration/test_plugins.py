@@ -4,6 +4,8 @@ real Temporal dev server: install workflow, hook activities, hostile plugins con
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import threading
 import uuid
@@ -13,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.plugins import HookResult, PluginSource
+from activities.plugins import (
+    ActivePluginsInput,
+    HookResult,
+    PluginActivities,
+    PluginSource,
+    RunHookInput,
+)
 from pat.domain import SpooledMessage
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
@@ -154,11 +165,14 @@ async def test_a_hostile_plugin_fails_alone_and_the_next_plugin_runs(
 
 
 async def test_a_memory_bomb_is_stopped_at_the_memory_limit(pat_store: Pat) -> None:
-    await pat_store.install(*hostile(
+    # The operator allows 10 s, so that the bomb meets its manifest's 64 MB before its time.
+    patient = Pat(Settings(data_dir=pat_store.settings.data_dir, plugin_timeout_ms=10_000),
+                  pat_store.messages)
+    await patient.install(*hostile(
         "memory-bomb", "const a = []; while (true) a.push(new Array(2 ** 24).fill(1.5));",
-        memory_limit_mb=64, timeout_ms=10_000), scan=False)
-    run = await pat_store.host.run_hook("default", "memory-bomb", "onEmailReceived",
-                                        message_id=await pat_store.add_message())
+        memory_limit_mb=64), scan=False)
+    run = await patient.host.run_hook("default", "memory-bomb", "onEmailReceived",
+                                      message_id=await patient.add_message())
     assert run.status is HookStatus.memory
     assert "64 MB" in (run.error or "")
 
@@ -227,6 +241,128 @@ async def test_webhook_notifier_posts_to_the_configured_url(
     headers, body = received[0]
     assert headers["X-Pat-Secret"] == "hush"
     assert json.loads(body)["subject"] == "FREE MONEY NOW!!"
+
+
+NOTIFIER = ("function onEmailStored(email) {\n"
+            "  pat.storage.set('count', (pat.storage.get('count') || 0) + 1);\n"
+            "  pat.http.post(pat.settings.url, {id: email.id});\n"
+            "  pat.export.csv('stored', [email.id]);\n}\n")
+
+
+def notifier(url: str) -> tuple[dict[str, Any], str]:
+    manifest = {"id": "notifier", "name": "Notifier", "version": "1.0.0",
+                "hooks": ["onEmailStored"], "permissions": ["storage", "http", "export"],
+                "hosts": ["127.0.0.1"], "settings": {"url": {"type": "string", "default": url}}}
+    return manifest, NOTIFIER
+
+
+def attempt(workflow_run_id: str, number: int) -> ActivityEnvironment:
+    """An environment whose activity is attempt ``number`` of activity 7 of one EmailPipeline
+    run, as Temporal would run it again after a lost worker or an unreachable store."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id="email-m1",
+                                   workflow_run_id=workflow_run_id, activity_id="7",
+                                   attempt=number)
+    return env
+
+
+async def test_a_retried_hook_activity_does_not_repeat_its_effects(
+        pat_store: Pat, webhook_server: tuple[str, list[tuple[dict[str, str], bytes]]]) -> None:
+    url, received = webhook_server
+    await pat_store.install(*notifier(url))
+    message_id = await pat_store.add_message()
+    activities = PluginActivities(pat_store.messages, pat_store.settings)
+    hook = RunHookInput(tenant="default", plugin_id="notifier", hook="onEmailStored",
+                        message_id=message_id)
+    first = await attempt("run-1", 1).run(activities.run_plugin_hook, hook)
+    retried = await attempt("run-1", 2).run(activities.run_plugin_hook, hook)
+    assert (first.status, retried.status) == ("ok", "ok")
+    assert len(received) == 1
+    key = received[0][0]["Idempotency-Key"]
+    assert len(key) == 64
+    runs = await pat_store.store.runs("default", plugin_id="notifier")
+    assert ["carried out by an earlier attempt" in e["detail"] for e in runs[0].effects] == [
+        True, True]
+    assert (await pat_store.store.storage("default", "notifier"))["count"] == 1
+    exported = pat_store.settings.data_dir / "exports" / "default" / "notifier" / "stored.csv"
+    assert exported.read_text().splitlines() == [message_id]
+    # Running the workflow again (a new run id) is a new call, not a retry.
+    await attempt("run-2", 1).run(activities.run_plugin_hook, hook)
+    assert len(received) == 2
+    assert received[1][0]["Idempotency-Key"] != key
+
+
+async def test_an_effect_interrupted_mid_request_is_not_repeated_by_the_retry(
+        pat_store: Pat) -> None:
+    arrived, release = threading.Event(), threading.Event()
+    requests: list[str] = []
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            requests.append(self.headers["Idempotency-Key"])
+            arrived.set()
+            release.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        await pat_store.install(*notifier(f"http://127.0.0.1:{server.server_address[1]}/"))
+        activities = PluginActivities(pat_store.messages, pat_store.settings)
+        hook = RunHookInput(tenant="default", plugin_id="notifier", hook="onEmailStored",
+                            message_id=await pat_store.add_message())
+        interrupted = asyncio.create_task(attempt("run-1", 1).run(activities.run_plugin_hook,
+                                                                  hook))
+        assert await asyncio.to_thread(arrived.wait, 30)
+        interrupted.cancel()  # as a worker lost mid-request would leave it
+        with contextlib.suppress(asyncio.CancelledError):
+            await interrupted
+        with pytest.raises(ApplicationError) as failed:
+            await attempt("run-1", 2).run(activities.run_plugin_hook, hook)
+        assert len(requests) == 1
+        result = failed.value.details[0]
+        assert result.status == "effect_failed"
+        assert "did not record how it ended; not repeated" in (result.error or "")
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    target = ""
+
+    def do_POST(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.target)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_http_effects_follow_no_redirect(
+        pat_store: Pat, webhook_server: tuple[str, list[tuple[dict[str, str], bytes]]]) -> None:
+    elsewhere, received = webhook_server
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 type("R", (_Redirecting,), {"target": elsewhere}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        await pat_store.install_sample("webhook_notifier", {"url": url})
+        run = await pat_store.host.run_hook("default", "webhook-notifier", "onEmailStored",
+                                            message_id=await pat_store.add_message())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.status is HookStatus.effect_failed
+    assert "HTTP 307" in run.effects[0]["detail"]
+    assert "redirects are not followed" in run.effects[0]["detail"]
+    assert received == []
 
 
 async def test_an_unreachable_webhook_is_a_recorded_effect_failure(pat_store: Pat) -> None:
@@ -330,6 +466,25 @@ async def test_registry_refuses_downgrades_and_keeps_state_across_upgrades(
                                           code + "//", {}, {})
 
 
+async def test_limits_above_the_operators_ceilings_are_warned_of_and_not_granted(
+        pat_store: Pat) -> None:
+    manifest, code = hostile("greedy", "return null;", memory_limit_mb=2048, timeout_ms=10_000)
+    found = Manifest.model_validate(manifest)
+    report = pat_store.registry.scan(found, code)
+    assert report.passed
+    warnings = [f.message for f in report.findings if f.check == "limits"]
+    assert len(warnings) == 2
+    assert "the plugin gets 128 MB" in warnings[0] and "the plugin gets 50 ms" in warnings[1]
+
+
+async def test_a_source_with_a_nul_character_is_refused(pat_store: Pat) -> None:
+    manifest, code = hostile("nul-source", "return 'a\x00b';")
+    with pytest.raises(RegistryError, match="NUL"):
+        await pat_store.registry.register("default", Manifest.model_validate(manifest), code,
+                                          {}, {})
+    assert await pat_store.store.get("default", "nul-source") is None
+
+
 async def test_failing_lifecycle_hooks(pat_store: Pat) -> None:
     manifest = {"id": "moody", "name": "Moody", "version": "1.0.0",
                 "hooks": ["onEmailReceived", "onInstall", "onActivate", "onDeactivate"]}
@@ -382,6 +537,29 @@ async def test_install_workflow_then_hooks_as_activities_in_temporal(
     failed_attempts = [e for e in [event async for event in handle.fetch_history_events()]
                        if e.HasField("activity_task_failed_event_attributes")]
     assert len(failed_attempts) == 1  # shown in the UI, and not retried
+
+
+@activity.defn(name="active_plugins")
+async def one_active_plugin(params: ActivePluginsInput) -> list[str]:
+    return ["unlucky"]
+
+
+@activity.defn(name="run_plugin_hook")
+async def store_never_answers(params: RunHookInput) -> HookResult:
+    raise ConnectionError("the store does not answer")
+
+
+async def test_a_hook_activity_that_gives_up_is_the_plugins_failure_not_the_workflows(
+        temporal_client: Client) -> None:
+    task_queue = f"plugins-{uuid.uuid4()}"
+    async with Worker(temporal_client, task_queue=task_queue, workflows=[PluginHookProbe],
+                      activities=[one_active_plugin, store_never_answers]):
+        handle = await temporal_client.start_workflow(
+            PluginHookProbe.run, HookProbeInput("onEmailStored", "m1"),
+            id=f"hooks-{uuid.uuid4()}", task_queue=task_queue)
+        hooks: list[HookResult] = await handle.result()
+    assert [(h.plugin_id, h.status) for h in hooks] == [("unlucky", "error")]
+    assert "gave up: the store does not answer" in (hooks[0].error or "")
 
 
 async def test_install_workflow_rejects_what_the_scanner_blocks(

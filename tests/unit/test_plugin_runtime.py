@@ -8,11 +8,23 @@ from typing import Any
 import pytest
 
 from pat.settings import Settings
+from plugins.effects import HttpEffect
 from plugins.host import execute
 from plugins.manifest import Manifest
-from plugins.runtime import HookStatus, Invocation, Limits, call_hook, compile_plugin
+from plugins.runtime import (
+    HookStatus,
+    Invocation,
+    Limits,
+    LogLine,
+    StoredValue,
+    call_hook,
+    compile_plugin,
+)
 
 LIMITS = Limits(memory_mb=128, timeout_ms=50)
+# For calls that are not about the time limit: a busy machine can stall a trivial hook for
+# longer than 50 ms, and only execute() runs a timed-out call a second time.
+ROOMY = Limits(memory_mb=128, timeout_ms=2000)
 EMAIL = {"id": "m1", "subject": "Hello", "headers": [["Subject", "Hello"]],
          "text": "see https://example.test/a.", "html": "", "envelope": {"from": "a@x",
                                                                           "to": ["b@y"]}}
@@ -34,7 +46,7 @@ def manifest(**overrides: Any) -> Manifest:
 
 
 async def run(code: str, **overrides: Any) -> Any:
-    return await call_hook(code, invocation(**overrides), LIMITS)
+    return await call_hook(code, invocation(**overrides), ROOMY)
 
 
 async def test_a_well_behaved_hook_returns_its_changes_logs_and_storage_writes() -> None:
@@ -45,8 +57,8 @@ async def test_a_well_behaved_hook_returns_its_changes_logs_and_storage_writes()
         permissions=["storage"], storage={"n": 41})
     assert outcome.status is HookStatus.ok, outcome.error
     assert outcome.value == {"headers": {"X-Seen": "yes"}}
-    assert outcome.logs == [{"level": "info", "message": "got Hello"}]
-    assert outcome.storage_writes == {"n": {"v": 42}}
+    assert outcome.logs == [LogLine(level="info", message="got Hello")]
+    assert outcome.storage_writes == {"n": StoredValue(value=42)}
 
 
 async def test_module_exports_style_works_too() -> None:
@@ -56,14 +68,16 @@ async def test_module_exports_style_works_too() -> None:
 
 
 async def test_an_infinite_loop_is_stopped_at_the_time_limit() -> None:
-    outcome = await run("function onEmailReceived(e) { while (true) {} }")
+    outcome = await call_hook("function onEmailReceived(e) { while (true) {} }", invocation(),
+                              LIMITS)
     assert outcome.status is HookStatus.timeout
     assert "50 ms" in (outcome.error or "")
     assert outcome.duration_ms < 1000
 
 
 async def test_an_infinite_loop_while_loading_is_stopped_too() -> None:
-    outcome = await run("for (;;) {}\nfunction onEmailReceived(e) {}")
+    outcome = await call_hook("for (;;) {}\nfunction onEmailReceived(e) {}", invocation(),
+                              LIMITS)
     assert outcome.status is HookStatus.timeout
 
 
@@ -170,12 +184,18 @@ async def test_only_on_email_received_may_change_headers() -> None:
     "function onEmailReceived(e) { return read('/etc/passwd'); }",
     "function onEmailReceived(e) { return load('/etc/passwd'); }",
     "function onEmailReceived(e) { return Deno.readTextFileSync('/etc/passwd'); }",
-    "function onEmailReceived(e) { return setTimeout(() => 1, 0); }",
 ])
 async def test_there_is_no_network_file_system_or_process_in_the_isolate(code: str) -> None:
     outcome = await run(code)
     assert outcome.status is HookStatus.error
     assert "is not defined" in (outcome.error or "")
+
+
+async def test_there_are_no_timers() -> None:
+    # mini-racer declares setTimeout with `var`, which cannot be deleted: it is emptied.
+    outcome = await run("function onEmailReceived(e) { return {metadata: {t: typeof setTimeout,"
+                        " c: typeof clearTimeout, m: typeof __timer_manager}}; }")
+    assert outcome.value == {"metadata": {"t": "undefined", "c": "undefined", "m": "undefined"}}
 
 
 async def test_dynamic_import_is_refused() -> None:
@@ -201,8 +221,8 @@ async def test_pat_http_to_an_allowed_host_is_recorded_as_an_effect_not_sent() -
     outcome = await run("function onEmailReceived(e) { pat.http.post('http://good.test:8080/x',"
                         " {id: e.id}); }", permissions=["http"], hosts=["good.test"])
     assert outcome.status is HookStatus.ok
-    assert outcome.effects == [{"kind": "http", "method": "POST", "headers": {},
-                                "url": "http://good.test:8080/x", "body": '{"id":"m1"}'}]
+    assert outcome.effects == [HttpEffect(kind="http", method="POST", headers={},
+                                          url="http://good.test:8080/x", body='{"id":"m1"}')]
 
 
 async def test_storage_without_the_permission_is_denied() -> None:
@@ -221,8 +241,9 @@ async def test_prototype_pollution_does_not_outlive_the_call() -> None:
 
 
 async def test_a_runaway_promise_left_behind_does_not_hang_the_caller() -> None:
-    outcome = await run("function onEmailReceived(e) {"
-                        " Promise.resolve().then(() => { while (true) {} }); return null; }")
+    outcome = await call_hook("function onEmailReceived(e) {"
+                              " Promise.resolve().then(() => { while (true) {} }); return null; }",
+                              invocation(), LIMITS)
     assert outcome.status in (HookStatus.ok, HookStatus.timeout)
     after = await run("function onEmailReceived(e) { return {metadata: {ok: true}}; }")
     assert after.status is HookStatus.ok
@@ -246,15 +267,29 @@ async def test_compile_finds_syntax_errors_and_hooks_that_do_not_match_the_manif
                                                  LIMITS))[0]
 
 
-async def test_the_manifest_overrides_the_operators_limits() -> None:
+async def test_a_manifest_may_lower_the_operators_limits_but_never_raise_them() -> None:
     slow = ("function onEmailReceived(e) { const end = Date.now() + 120;"
             " while (Date.now() < end) {} return null; }")
-    default, _ = await execute(manifest(), slow, "onEmailReceived", [EMAIL], tenant="t",
-                               plugin_settings={}, storage={}, settings=Settings())
-    assert default.status is HookStatus.timeout
-    patient, _ = await execute(manifest(timeout_ms=2000), slow, "onEmailReceived", [EMAIL],
-                               tenant="t", plugin_settings={}, storage={}, settings=Settings())
-    assert patient.status is HookStatus.ok
+    operator = Settings(plugin_timeout_ms=2000, plugin_memory_limit_mb=64)
+    within, _ = await execute(manifest(), slow, "onEmailReceived", [EMAIL], tenant="t",
+                              plugin_settings={}, storage={}, settings=operator)
+    assert within.status is HookStatus.ok
+    lowered, _ = await execute(manifest(timeout_ms=60), slow, "onEmailReceived", [EMAIL],
+                               tenant="t", plugin_settings={}, storage={}, settings=operator)
+    assert lowered.status is HookStatus.timeout
+    assert "60 ms" in (lowered.error or "")
+    greedy = manifest(timeout_ms=10_000, memory_limit_mb=2048)
+    bomb = ("function onEmailReceived(e) { const a = [];"
+            " while (true) a.push(new Array(1e6).fill(1.5)); }")
+    capped, _ = await execute(greedy, bomb, "onEmailReceived", [EMAIL], tenant="t",
+                              plugin_settings={}, storage={}, settings=operator)
+    assert capped.status is HookStatus.memory, capped.error
+    assert "64 MB" in (capped.error or "")
+    stuck, _ = await execute(greedy, "function onEmailReceived(e) { while (true) {} }",
+                             "onEmailReceived", [EMAIL], tenant="t", plugin_settings={},
+                             storage={}, settings=Settings())
+    assert stuck.status is HookStatus.timeout
+    assert "50 ms" in (stuck.error or "")
 
 
 async def test_a_timeout_is_confirmed_in_a_fresh_isolate_before_it_counts() -> None:

@@ -463,4 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # default level `pat up` would print a screen per message. DEBUG shows them again.
         for chatty in ("mail.log", "alembic"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
-    return COMMANDS[args.command](settings, args)
+    try:
+        return COMMANDS[args.command](settings, args)
+    finally:
+        # Temporal's client and V8 hand results to Python from native threads; the process
+        # must not finalize under them (see pat.native_threads).
+        from pat.native_threads import let_native_callbacks_finish
+
+        let_native_callbacks_finish()

@@ -184,15 +184,6 @@ class SpoolingHandler:
             return "451 4.3.0 Message not stored: the store is unavailable, try again later"
         return f"250 2.0.0 OK: queued as {message.id}"
 
-    async def handle_exception(self, error: Exception) -> str:
-        """The reply to whatever went wrong inside a session: the client learns only to try
-        again, the operator reads the cause in the log."""
-        if isinstance(error, TLSSetupException):  # the client's handshake, not Pat, failed
-            log.info("STARTTLS handshake failed: %s", error.__cause__)
-        else:
-            log.error("SMTP session failed", exc_info=error)
-        return INTERNAL_ERROR
-
     def _tenant_of(self, session: Session) -> str:
         if (self._settings.smtp_tenant_from_auth and session.authenticated
                 and isinstance(session.auth_data, str)):
@@ -266,7 +257,47 @@ class CapturingSMTP(SMTP):
         return super().eof_received()
 
     async def push(self, status: AnyStr) -> None:
+        # A closing session gets no more replies. aiosmtpd goes on with the commands a client
+        # pipelined after it closed the connection (too many unknown commands), and asyncio's
+        # TLS transport logs a warning for each such write, or raises once closed twice.
+        if self._writer.transport.is_closing():
+            return
         await super().push(printable_reply(status))
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # aiosmtpd would start a second TLS layer inside the first (RFC 3207 forbids a second
+        # STARTTLS), which asyncio's TLS transport cannot tear down when the client goes.
+        if self._tls_protocol is not None:
+            await self.push("503 5.5.1 TLS is already active")
+            return
+        # After "too many unrecognized commands" aiosmtpd closes the connection but goes on
+        # with the commands the client had pipelined. Starting TLS then would hand the closing
+        # connection to a TLS layer that never reports its end to this session: the session,
+        # and its connection slot, would never be released.
+        if self._writer.transport.is_closing():
+            return
+        await super().smtp_STARTTLS(arg)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """The reply to whatever went wrong inside a session: the client learns only to try
+        again, the operator reads the cause in the log."""
+        if isinstance(error, TLSSetupException):
+            log.info("STARTTLS handshake failed: %r", error.__cause__)
+        elif self._writer.transport.is_closing():
+            # The client has gone, or the session was ended (too many unknown commands) while
+            # the rest of a burst was being read: asyncio's TLS transport then fails the read.
+            log.info("SMTP session ended while reading: %r", error)
+        else:
+            log.error("SMTP session failed", exc_info=error)
+        return INTERNAL_ERROR
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        try:
+            return super()._getaddr(arg)
+        except Exception:
+            # aiosmtpd expects HeaderParseError for an address it cannot parse, but the email
+            # package's parser also fails with IndexError or AttributeError (on '"' or '<a@[>').
+            return None, None
 
     async def smtp_DATA(self, arg: str) -> None:
         self._read_lines_up_to(self._data_line_limit)

@@ -295,6 +295,32 @@ async def test_one_connection_over_the_limit_gets_421_and_a_closed_session_frees
             await session.close()
 
 
+async def test_a_starttls_pipelined_after_the_goodbye_does_not_keep_the_slot(
+        tmp_path: Path) -> None:
+    async with gateway(tmp_path, smtp_max_connections=1) as gw:
+        session = await Session.open(gw.smtp_port)
+        session.writer.write(b"EHLO client.example.test\r\n" + b"FROBNICATE\r\n" * 5
+                             + b"STARTTLS\r\nNOOP\r\n")
+        rest = await session.rest_until_closed()
+        assert rest.endswith(b"502 5.5.1 Too many unrecognized commands, goodbye.\r\n"), rest
+        await session.close()
+        assert (await smtp(gw.smtp_port, deliver))[0] == 250
+
+
+async def test_a_second_starttls_is_refused_503(tmp_path: Path) -> None:
+    async with gateway(tmp_path) as gw:
+        context = trusting_the_generated_certificate(gw)
+
+        def talk(client: smtplib.SMTP) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+            client.ehlo()
+            client.starttls(context=context)
+            return client.docmd("STARTTLS"), deliver(client)
+
+        again, delivered = await smtp(gw.smtp_port, talk)
+        assert again == (503, b"5.5.1 TLS is already active")
+        assert delivered[0] == 250
+
+
 # --- command lines ------------------------------------------------------------------------------
 
 async def test_a_command_line_over_the_limit_gets_500_and_the_session_goes_on(
@@ -383,6 +409,19 @@ async def test_replies_never_echo_control_or_undecodable_bytes(
         assert all(0x20 <= byte <= 0x7E for byte in reply[:-2]), (hostile, reply)
         assert b"Error: (" not in reply, (hostile, reply)  # no exception text
     await session.close()
+
+
+async def test_an_address_the_parser_chokes_on_is_malformed_not_an_internal_error(
+        pat_gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+    session = await Session.open(pat_gateway.smtp_port)
+    assert (await session.command(b"EHLO client.example.test")).startswith(b"250-")
+    for address in (b'"', b"<a@[>"):
+        assert await session.command(b"MAIL FROM:" + address) == (
+            b"553 5.1.3 Error: malformed address\r\n")
+    assert (await session.command(b"MAIL FROM:<app@example.test>")).startswith(b"250 ")
+    assert await session.command(b'RCPT TO:"') == b"553 5.1.3 Error: malformed address\r\n"
+    await session.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_an_internal_error_answers_451_without_its_text_and_is_logged(

@@ -28,11 +28,13 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import random
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -41,6 +43,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import uvloop
+
+from pat.settings import Settings
+from tests.support.gateway import running_gateway
 
 WELL_FORMED = re.compile(rb"\d{3}[ -][\x20-\x7e]*\r\n\Z")
 LEAKS = (b"Error: (", b"Traceback")
@@ -380,9 +387,9 @@ def malformed_lines(outcome: Outcome) -> list[bytes]:
 
 
 async def fuzz(target: Target, *, sessions: int, seed: int, concurrency: int = 16,
-               timeout: float = 30, first: int = 0) -> Figures:
+               timeout: float = 30) -> Figures:
     figures = Figures()
-    numbers = iter(range(first, first + sessions))
+    numbers = iter(range(sessions))
 
     async def worker() -> None:
         for number in numbers:
@@ -407,8 +414,6 @@ async def fuzz(target: Target, *, sessions: int, seed: int, concurrency: int = 1
 # --- the gateway under test ---------------------------------------------------------------
 
 def free_ports(count: int) -> list[int]:
-    import socket
-
     sockets = [socket.socket() for _ in range(count)]
     try:
         for sock in sockets:
@@ -421,13 +426,6 @@ def free_ports(count: int) -> list[int]:
 
 def serve() -> None:
     """The child process: the gateway's SMTP listeners and spool until SIGTERM."""
-    import logging
-
-    import uvloop
-
-    from pat.settings import Settings
-    from tests.support.gateway import running_gateway
-
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -44,7 +44,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     relay = OutboxRelay(store, LazyTemporalStarter(settings),
                         poll_interval=settings.relay_poll_interval,
                         concurrency=settings.relay_concurrency)
-    spool = Spool(store, max_batch=settings.spool_batch_size,
+    spool = Spool(store, max_batch=settings.spool_batch_size, max_bytes=settings.spool_max_bytes,
                   on_commit=lambda _batch: relay.wake())
     spool.start()
     relay.start()

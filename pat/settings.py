@@ -31,12 +31,32 @@ class Settings(BaseSettings):
     max_message_size: int = Field(10 * 1024 * 1024, description="Largest message accepted, in "
                                   "bytes; larger ones are refused with 552.")
     max_recipients: int = Field(100, description="Most RCPT TO per message; more get 452.")
-    tls_cert_file: Path | None = Field(None, description="PEM certificate for STARTTLS; when "
-                                       "unset a self-signed one is generated into data_dir.")
+    smtp_tls_port: int | None = Field(None, description="Port of a second SMTP listener that "
+                                      "speaks TLS from the first byte (SMTPS, RFC 8314; 465 is "
+                                      "the usual one), same certificate and policy. Unset: none.")
+    smtp_require_tls: bool = Field(False, description="Answer 530 to every command but EHLO, "
+                                   "NOOP, STARTTLS and QUIT until the client has issued "
+                                   "STARTTLS (RFC 3207); the implicit TLS port is encrypted "
+                                   "already.")
+    smtp_require_auth: bool | None = Field(None, description="Answer 530 to MAIL until AUTH has "
+                                           "succeeded. Unset: required when auth_file is set, "
+                                           "not otherwise.")
+    smtp_tenant_from_auth: bool = Field(False, description="Record the SMTP AUTH user name as the "
+                                        "message's tenant (a name that cannot be a tenant, 1-64 "
+                                        "of A-Z a-z 0-9 . _ -, is refused with 535); messages "
+                                        "sent without AUTH get tenant.")
+    smtp_max_connections: int = Field(100, ge=1, description="Most SMTP sessions open at once "
+                                      "across both ports; one more is answered 421 and closed.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate for STARTTLS and the "
+                                       "implicit TLS port; when unset a self-signed one is "
+                                       "generated into data_dir.")
     tls_key_file: Path | None = Field(None, description="PEM private key for tls_cert_file.")
     auth_file: Path | None = Field(None, description="File of 'user:password' lines; when set, "
                                    "AUTH accepts only those. Unset: any credentials, as MailHog.")
     spool_batch_size: int = Field(512, description="Most messages written in one group commit.")
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1, description="Most bytes of messages "
+                                 "waiting for their group commit; while they exceed it, MAIL "
+                                 "and DATA are answered 452 and the sender retries later.")
 
     http_host: str = Field("127.0.0.1", description="Address of the web UI and the APIs.")
     http_port: int = Field(8025, description="Port of the web UI and the APIs.")

@@ -334,8 +334,11 @@ async def test_swaks_verifies_the_starttls_certificate(
 
 # --- AUTH -----------------------------------------------------------------------------------
 
-def _authenticate(mechanism: str, user: str, password: str) -> Callable[[smtplib.SMTP], int]:
-    def talk(client: smtplib.SMTP) -> int:
+def _authenticate(mechanism: str, user: str,
+                  password: str) -> Callable[[smtplib.SMTP], tuple[int, int]]:
+    """The AUTH verdict, then MAIL's: a session goes on whatever the verdict, and delivers if
+    MAIL is accepted."""
+    def talk(client: smtplib.SMTP) -> tuple[int, int]:
         client.ehlo()
         client.user, client.password = user, password
         authobject = client.auth_plain if mechanism == "PLAIN" else client.auth_login
@@ -343,11 +346,11 @@ def _authenticate(mechanism: str, user: str, password: str) -> Callable[[smtplib
             code, _ = client.auth(mechanism, authobject, initial_response_ok=False)
         except smtplib.SMTPAuthenticationError as refused:
             code = refused.smtp_code
-        # Whatever the verdict, the session goes on to deliver (AUTH is optional).
-        client.mail("app@example.test")
-        client.rcpt("dev@example.test")
-        assert client.data(SIMPLE)[0] == 250
-        return code
+        mail = client.mail("app@example.test")[0]
+        if mail == 250:
+            client.rcpt("dev@example.test")
+            assert client.data(SIMPLE)[0] == 250
+        return code, mail
     return talk
 
 
@@ -355,7 +358,7 @@ def _authenticate(mechanism: str, user: str, password: str) -> Callable[[smtplib
 async def test_any_credentials_are_accepted_without_an_auth_file(
         pat_sqlite: RunningPat, mechanism: str) -> None:
     assert await in_thread(pat_sqlite.smtp_port,
-                           _authenticate(mechanism, "whoever", "whatever")) == 235
+                           _authenticate(mechanism, "whoever", "whatever")) == (235, 250)
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
@@ -368,7 +371,9 @@ async def test_with_an_auth_file_only_its_credentials_are_accepted(
                     for user, password in [("alice", "s3cret:with:colons"), ("bob", "hunter2"),
                                            ("bob", "hunter3"), ("mallory", "hunter2"),
                                            ("alice", "")]]
-        assert verdicts == [235, 235, 535, 535, 535]
+        # With an auth file AUTH is required: a refused sender cannot go on without it.
+        assert verdicts == [(235, 250), (235, 250), (535, 530), (535, 530), (535, 530)]
+        assert len(await stored(pat)) == 2
 
 
 async def test_swaks_authenticates_with_plain_and_login(tmp_path: Path,

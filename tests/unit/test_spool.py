@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pat.domain import SpooledMessage
-from pat.spool import Spool
+from pat.spool import Spool, SpoolFull
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
 
@@ -78,4 +78,73 @@ async def test_messages_queued_at_shutdown_are_refused_not_dropped_silently(
     await spool.stop()
     with pytest.raises(RuntimeError, match="shutting down"):
         await waiting
+    await store.engine.dispose()
+
+
+class HeldStore(CountingStore):
+    """Commits only when the test lets it, so that messages pile up behind the first batch."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.commit = asyncio.Event()
+
+    async def insert_batch(self, batch: Sequence[SpooledMessage]) -> None:
+        await self.commit.wait()
+        await super().insert_batch(batch)
+
+
+async def _held_store(tmp_path: Path) -> HeldStore:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'pat.db'}")
+    await migrate(engine)
+    return HeldStore(engine)
+
+
+async def test_past_max_bytes_a_message_is_refused_until_the_waiting_ones_are_committed(
+        tmp_path: Path) -> None:
+    store = await _held_store(tmp_path)
+    size = len(_message(0).data)
+    spool = Spool(store, max_bytes=3 * size)
+    spool.start()
+    accepted = [asyncio.ensure_future(spool.spool_message(_message(n))) for n in range(3)]
+    await asyncio.sleep(0.05)
+    assert spool.is_full()
+    with pytest.raises(SpoolFull):
+        await spool.spool_message(_message(3))
+    store.commit.set()
+    await asyncio.gather(*accepted)
+    assert not spool.is_full()
+    await spool.spool_message(_message(4))
+    await spool.stop()
+    assert await store.ids() == {"m0@test", "m1@test", "m2@test", "m4@test"}
+    await store.engine.dispose()
+
+
+async def test_an_empty_spool_takes_a_message_larger_than_max_bytes(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    spool = Spool(store, max_bytes=1)
+    spool.start()
+    await spool.spool_message(_message(1))
+    await spool.stop()
+    assert await store.ids() == {"m1@test"}
+    await store.engine.dispose()
+
+
+async def test_a_message_whose_sender_left_holds_its_bytes_until_the_writer_drops_it(
+        tmp_path: Path) -> None:
+    store = await _held_store(tmp_path)
+    size = len(_message(0).data)
+    spool = Spool(store, max_bytes=2 * size)
+    spool.start()
+    first = asyncio.ensure_future(spool.spool_message(_message(1)))
+    await asyncio.sleep(0.05)  # the writer has taken it and waits for the commit
+    left = asyncio.ensure_future(spool.spool_message(_message(2)))
+    await asyncio.sleep(0.05)
+    left.cancel()  # its SMTP session closed while it was queued
+    with pytest.raises(SpoolFull):
+        await spool.spool_message(_message(3))
+    store.commit.set()
+    await first
+    await spool.spool_message(_message(4))
+    await spool.stop()
+    assert await store.ids() == {"m1@test", "m4@test"}
     await store.engine.dispose()

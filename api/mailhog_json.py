@@ -16,24 +16,49 @@ Everything here follows MailHog's Go code, not its swagger:
 
 Strings are handled as Go handles them, as bytes: raw bytes are decoded with ``surrogateescape``
 so that sizes are byte counts and undecodable bytes survive until the JSON encoder writes them as
-``\\ufffd``, exactly as Go does."""
+``\\ufffd``, exactly as Go does.
+
+Where MailHog breaks on hostile mail, Pat does not, and says so here:
+
+- line endings: MailHog finds headers and parts only between CRLFs, so a message sent with bare
+  LF (PHP's ``mail()``, many scripts) shows no headers at all. Pat reads bare LF, bare CR and
+  mixed endings as CRLF for the JSON view; ``Raw.Data`` stays what was received;
+- nesting: MailHog recurses once per nested multipart. Pat splits parts without recursion, at
+  most ``MAX_MIME_DEPTH`` levels deep and while the bodies of the tree stay within
+  ``MIME_BODY_BUDGET`` (each level repeats the bodies of the levels below it, so a deep
+  message would otherwise answer gigabytes); a part not split is shown as any non-multipart
+  part is, headers and body;
+- a message whose JSON still cannot be built is shown as a minimal message (``minimal_message``)
+  instead of failing the page it is on."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
 from typing import Any
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 250  # MailHog caps v2 ``limit`` here
 V1_LIST_LIMIT = 1000  # MailHog's v1 list answers at most this many
 SEARCH_KINDS = ("from", "to", "containing")
+# Multipart levels split into parts; real mail nests a handful.
+MAX_MIME_DEPTH = 100
+# Parts are split while the bodies in the MIME tree total at most this many characters, or
+# this many times the message's body if that is more (a message's parts repeat its body once
+# per level: nested deep around a large body, one message would answer gigabytes).
+MIME_BODY_BUDGET = 32 * 1024 * 1024
+MIME_BODY_BUDGET_FACTOR = 4
 
 JsonValue = Any
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,10 +98,59 @@ def go_json(value: JsonValue, indent: str | None = None) -> str:
     """``json.Marshal(value)``, or ``json.MarshalIndent(value, "", indent)``, as Go writes it.
 
     Dicts are written in their own order: build struct-like dicts in Go's field order and
-    sort map-like ones (``go_map``)."""
-    parts: list[str] = []
-    _encode(value, indent, 0, parts)
-    return "".join(parts)
+    sort map-like ones (``go_map``). Written without recursion: however deep the value, the
+    encoder's own stack is a list."""
+    out: list[str] = []
+    # Each item is either text to write as it is, or a value and its depth, to encode.
+    pending: list[str | tuple[JsonValue, int]] = [(value, 0)]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        current, depth = item
+        scalar = _go_scalar(current)
+        if scalar is not None:
+            out.append(scalar)
+        elif isinstance(current, dict):
+            pending.extend(reversed(_container_items(
+                "{", "}", [(go_string(k) + (": " if indent is not None else ":"), v)
+                           for k, v in current.items()], indent, depth)))
+        elif isinstance(current, list | tuple):
+            pending.extend(reversed(_container_items(
+                "[", "]", [("", v) for v in current], indent, depth)))
+        else:
+            raise TypeError(f"cannot write {type(current).__name__} as MailHog JSON")
+    return "".join(out)
+
+
+def _go_scalar(value: JsonValue) -> str | None:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return go_string(value)
+    return None
+
+
+def _container_items(opening: str, closing: str, members: list[tuple[str, JsonValue]],
+                     indent: str | None, depth: int) -> list[str | tuple[JsonValue, int]]:
+    """What a dict or list writes, in order: its brackets, separators and line breaks as text,
+    its members as values still to encode (one level deeper)."""
+    if not members:
+        return [opening + closing]
+    items: list[str | tuple[JsonValue, int]] = []
+    for position, (prefix, member) in enumerate(members):
+        separator = "," if position else opening
+        items.append(separator + _newline(indent, depth + 1) + prefix)
+        items.append((member, depth + 1))
+    items.append(_newline(indent, depth) + closing)
+    return items
 
 
 def go_map(mapping: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
@@ -85,50 +159,8 @@ def go_map(mapping: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
                        key=lambda item: item[0].encode("utf-8", "surrogateescape")))
 
 
-def _encode(value: JsonValue, indent: str | None, depth: int, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, str):
-        out.append(go_string(value))
-    elif isinstance(value, dict):
-        if not value:
-            out.append("{}")
-            return
-        out.append("{")
-        for position, (key, item) in enumerate(value.items()):
-            if position:
-                out.append(",")
-            _newline(indent, depth + 1, out)
-            out.append(go_string(key))
-            out.append(": " if indent is not None else ":")
-            _encode(item, indent, depth + 1, out)
-        _newline(indent, depth, out)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        if not value:
-            out.append("[]")
-            return
-        out.append("[")
-        for position, item in enumerate(value):
-            if position:
-                out.append(",")
-            _newline(indent, depth + 1, out)
-            _encode(item, indent, depth + 1, out)
-        _newline(indent, depth, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot write {type(value).__name__} as MailHog JSON")
-
-
-def _newline(indent: str | None, depth: int, out: list[str]) -> None:
-    if indent is not None:
-        out.append("\n" + indent * depth)
+def _newline(indent: str | None, depth: int) -> str:
+    return "" if indent is None else "\n" + indent * depth
 
 
 def go_time(created_ns: int) -> str:
@@ -164,22 +196,37 @@ def path_from_string(path: str) -> dict[str, JsonValue]:
 
 
 def content_from_string(data: str) -> dict[str, JsonValue]:
-    """``ContentFromString``: a ``Content`` with ``MIME`` null (the caller parses parts)."""
+    """``ContentFromString``: a ``Content`` with ``MIME`` null (the caller parses parts).
+    ``data`` has CRLF line endings (``crlf_lines``)."""
     headers: dict[str, list[str]] = {}
     split = data.split("\r\n\r\n", 1)
     if len(split) == 2:
         head, body = split
         last = ""
+        value: list[str] = []  # the last field's value, folded lines glued on at the end
         for line in head.split("\r\n"):
             if last and line.startswith((" ", "\t")):
-                headers[last][-1] += line
+                value.append(line)
             elif ": " in line:
-                key, value = line.split(": ", 1)
-                headers[key] = [value]  # MailHog keeps only the last of repeated fields
-                last = key
+                if last:
+                    headers[last] = ["".join(value)]
+                last, first = line.split(": ", 1)
+                value = [first]  # MailHog keeps only the last of repeated fields
+        if last:
+            headers[last] = ["".join(value)]
     else:
         body = split[0]
     return {"Headers": headers, "Body": body, "Size": _size(data), "MIME": None}
+
+
+_BARE_LINE_ENDING = re.compile("\r(?!\n)|(?<!\r)\n")
+
+
+def crlf_lines(data: str) -> str:
+    """``data`` with bare LF and bare CR line endings written as CRLF, so that a message sent by
+    a script with ``\\n`` lines shows its headers and parts as the same message sent with CRLF
+    would (MailHog itself finds none)."""
+    return _BARE_LINE_ENDING.sub("\r\n", data)
 
 
 def _size(text: str) -> int:
@@ -192,21 +239,37 @@ def is_mime(content: Mapping[str, JsonValue]) -> bool:
 
 
 def parse_mime_body(content: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
-    """``ParseMIMEBody``: the parts between ``--boundary`` markers, recursively."""
-    parts: list[dict[str, JsonValue]] = []
+    """``ParseMIMEBody``: the parts between ``--boundary`` markers, and theirs in turn.
+
+    MailHog recurses; here a queue holds the parts still to split, shallowest first, so that
+    neither depth nor size can exhaust a stack. A part deeper than ``MAX_MIME_DEPTH``, or met
+    once the bodies in the tree exceed the budget, is not split: it keeps ``MIME`` null, as
+    any non-multipart part."""
+    root: dict[str, JsonValue] = {"Parts": None}
+    budget = max(MIME_BODY_BUDGET, MIME_BODY_BUDGET_FACTOR * len(str(content["Body"])))
+    pending: deque[tuple[Mapping[str, JsonValue], dict[str, JsonValue], int]] = deque(
+        [(content, root, 1)])
+    while pending:
+        current, mime, depth = pending.popleft()
+        parts: list[dict[str, JsonValue]] = []
+        for piece in _mime_pieces(current):
+            part = content_from_string(piece.strip("\r\n"))
+            budget -= len(part["Body"])
+            if depth < MAX_MIME_DEPTH and budget >= 0 and is_mime(part):
+                part["MIME"] = {"Parts": None}
+                pending.append((part, part["MIME"], depth + 1))
+            parts.append(_content_json(part))
+        mime["Parts"] = parts or None
+    return root
+
+
+def _mime_pieces(content: Mapping[str, JsonValue]) -> list[str]:
     values = content["Headers"].get("Content-Type")
-    if values:
-        boundary = extract_boundary(values[0])
-        pieces = str(content["Body"]).split("--" + boundary) if boundary else []
-        # MailHog drops the preamble and whatever follows the last marker. (When the body
-        # has no marker at all, MailHog's slice p[1:0] panics; here the message has no parts.)
-        for piece in pieces[1:-1]:
-            if piece:
-                part = content_from_string(piece.strip("\r\n"))
-                if is_mime(part):
-                    part["MIME"] = parse_mime_body(part)
-                parts.append(_content_json(part))
-    return {"Parts": parts or None}
+    boundary = extract_boundary(values[0]) if values else ""
+    pieces = str(content["Body"]).split("--" + boundary) if boundary else []
+    # MailHog drops the preamble and whatever follows the last marker. (When the body has no
+    # marker at all, MailHog's slice p[1:0] panics; here the message has no parts.)
+    return [piece for piece in pieces[1:-1] if piece]
 
 
 def _content_json(content: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
@@ -214,51 +277,56 @@ def _content_json(content: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
             "Size": content["Size"], "MIME": content["MIME"]}
 
 
-# Go's mime.ParseMediaType, as far as extractBoundary needs it.
+# Go's mime.ParseMediaType, as far as extractBoundary needs it. Positions, not slices: a
+# Content-Type of thousands of parameters is read in one pass.
 _TSPECIALS = set('()<>@,;:\\"/[]?=')
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z{}]*")
 
 
-def _is_token_char(char: str) -> bool:
-    return "\x20" < char < "\x7f" and char not in _TSPECIALS
+def _token_end(text: str, start: int) -> int:
+    found = _TOKEN.match(text, start)
+    return found.end() if found else start
 
 
-def _consume_token(text: str) -> tuple[str, str]:
-    end = 0
-    while end < len(text) and _is_token_char(text[end]):
-        end += 1
-    return text[:end], text[end:]
+def _space_end(text: str, start: int) -> int:
+    while start < len(text) and text[start].isspace():
+        start += 1
+    return start
 
 
-def _consume_value(text: str) -> tuple[str, str]:
-    if not text.startswith('"'):
-        return _consume_token(text)
+def _consume_value(text: str, start: int) -> tuple[str, int]:
+    """A token or a quoted string at ``start``: its value and where it ends; ("", start) when
+    there is none."""
+    if not text.startswith('"', start):
+        end = _token_end(text, start)
+        return text[start:end], end
     value: list[str] = []
-    index = 1
+    index = start + 1
     while index < len(text):
         char = text[index]
         if char == '"':
-            return "".join(value), text[index + 1:]
+            return "".join(value), index + 1
         if char == "\\" and index + 1 < len(text) and text[index + 1] in _TSPECIALS:
             value.append(text[index + 1])
             index += 2
             continue
         if char in "\r\n":
-            return "", text
+            return "", start
         value.append(char)
         index += 1
-    return "", text  # unterminated quoted string
+    return "", start  # unterminated quoted string
 
 
 def _media_type_ok(media_type: str) -> bool:
-    kind, rest = _consume_token(media_type)
-    if not kind:
+    kind_end = _token_end(media_type, 0)
+    if not kind_end:
         return False
-    if not rest:
+    if kind_end == len(media_type):
         return True
-    if not rest.startswith("/"):
+    if media_type[kind_end] != "/":
         return False
-    subtype, rest = _consume_token(rest[1:])
-    return bool(subtype) and not rest
+    subtype_end = _token_end(media_type, kind_end + 1)
+    return subtype_end > kind_end + 1 and subtype_end == len(media_type)
 
 
 def extract_boundary(content_type: str) -> str:
@@ -267,29 +335,29 @@ def extract_boundary(content_type: str) -> str:
     if not _media_type_ok(base.lower().strip()):
         return ""
     params: dict[str, str] = {}
-    rest = content_type[len(base):]
-    while rest:
-        rest = rest.lstrip()
-        if not rest:
+    text = content_type
+    position = len(base)
+    while position < len(text):
+        position = _space_end(text, position)
+        if position == len(text):
             break
-        if not rest.startswith(";"):
+        if text[position] != ";":
             return ""
-        after = rest[1:].lstrip()
-        key, after = _consume_token(after)
-        key = key.lower()
-        after = after.lstrip()
-        if not key or not after.startswith("="):
-            if rest.strip() == ";":  # a trailing semicolon is allowed
+        key_start = _space_end(text, position + 1)
+        key_end = _token_end(text, key_start)
+        key = text[key_start:key_end].lower()
+        after = _space_end(text, key_end)
+        if not key or not text.startswith("=", after):
+            if text[position:].strip() == ";":  # a trailing semicolon is allowed
                 break
             return ""
-        after = after[1:].lstrip()
-        value, remainder = _consume_value(after)
-        if not value and remainder == after:
+        value_start = _space_end(text, after + 1)
+        value, position = _consume_value(text, value_start)
+        if not value and position == value_start:
             return ""
         if key in params and params[key] != value:
             return ""  # "mime: duplicate parameter name"
         params[key] = value
-        rest = remainder
     return params.get("boundary", "")
 
 
@@ -305,8 +373,39 @@ def smtp_data(raw: bytes) -> str:
 def build_message(envelope: StoredEnvelope, raw: bytes, hostname: str) -> dict[str, JsonValue]:
     """MailHog's ``data.Message`` for one stored message, as ``SMTPMessage.Parse`` builds it."""
     data = smtp_data(raw)
-    content = content_from_string(data)
+    content = content_from_string(crlf_lines(data))
     mime = parse_mime_body(content) if is_mime(content) else None
+    return _message(envelope, hostname, content, mime, data)
+
+
+def build_message_or_minimal(envelope: StoredEnvelope, raw: bytes,
+                             hostname: str) -> dict[str, JsonValue]:
+    """``build_message``, or, for a message whose JSON cannot be built, ``minimal_message``
+    (and a log line saying which): one message never fails a page of many."""
+    try:
+        return build_message(envelope, raw, hostname)
+    except Exception:
+        log.exception("the MailHog JSON of message %s cannot be built; it is listed with its "
+                      "headers and raw data only", envelope.message_id)
+        return minimal_message(envelope, raw, hostname)
+
+
+def minimal_message(envelope: StoredEnvelope, raw: bytes, hostname: str) -> dict[str, JsonValue]:
+    """A valid ``data.Message`` with what can always be shown: the envelope, the headers if
+    they can be read, no body or parts, and ``Raw`` as received."""
+    data = smtp_data(raw)
+    try:
+        headers: dict[str, list[str]] = content_from_string(crlf_lines(data))["Headers"]
+    except Exception:
+        log.exception("the headers of message %s cannot be read for its MailHog JSON",
+                      envelope.message_id)
+        headers = {}
+    content = {"Headers": headers, "Body": "", "Size": _size(data), "MIME": None}
+    return _message(envelope, hostname, content, None, data)
+
+
+def _message(envelope: StoredEnvelope, hostname: str, content: dict[str, JsonValue],
+             mime: dict[str, JsonValue] | None, data: str) -> dict[str, JsonValue]:
     headers: dict[str, list[str]] = content["Headers"]
     names = {name.lower(): name for name in headers}
     if "message-id" not in names:
@@ -381,35 +480,58 @@ def websocket_message(message: JsonValue) -> str:
 
 @dataclass(frozen=True)
 class PartDownload:
-    headers: list[tuple[str, str]]
+    """One top-level MIME part as MailHog's ``downloadPart`` sends it. Only these two facts of
+    the part's headers reach the response, and only through ``api.safe_content``: MailHog
+    copies every header of the part into its response, so a part could make itself a page
+    with script on the API's origin."""
+
+    media_type: str | None  # as declared, unchecked
+    filename: str
     body: bytes
 
 
 def part_download(message: Mapping[str, JsonValue], index: int) -> PartDownload | None:
-    """``downloadPart`` of MailHog's API v1: part ``index`` of the top-level ``MIME.Parts``, its
-    headers as response headers (its own ``Content-Disposition`` replacing the default one), its
-    body base64-decoded when the part says base64 and sent as it is otherwise. None when the
-    message has no such part (MailHog panics there)."""
+    """Part ``index`` of the top-level ``MIME.Parts``: its body, base64-decoded when the part
+    says base64 and sent as it is otherwise, its declared media type and its filename (from
+    its Content-Disposition or Content-Type, else MailHog's ``<id>-part-<index>``). None when
+    the message has no such part (MailHog panics there)."""
     mime = message["MIME"]
     parts = mime["Parts"] if mime else None
     if not parts or not 0 <= index < len(parts):
         return None
-    part = parts[index]
-    headers = [("Content-Disposition",
-                f'attachment; filename="{message["ID"]}-part-{index}"')]
-    transfer_encoding = ""
-    for name, values in part["Headers"].items():
-        for value in values:
-            lowered = name.lower()
-            if lowered == "content-disposition":
-                headers = [(n, v) for n, v in headers if n.lower() != "content-disposition"]
-            elif lowered == "content-transfer-encoding" and not transfer_encoding:
-                transfer_encoding = value
-            headers.append((name, value))
-    body = str(part["Body"]).encode("utf-8", "surrogateescape")
-    if transfer_encoding.lower() == "base64":
+    headers: Mapping[str, list[str]] = parts[index]["Headers"]
+    body = str(parts[index]["Body"]).encode("utf-8", "surrogateescape")
+    if _first_value(headers, "Content-Transfer-Encoding").strip().lower() == "base64":
         body = _base64_or_as_is(body)
-    return PartDownload(headers=headers, body=body)
+    declared = _first_value(headers, "Content-Type").split(";", 1)[0].strip()
+    return PartDownload(media_type=declared or None,
+                        filename=_part_filename(headers) or f"{message['ID']}-part-{index}",
+                        body=body)
+
+
+def _first_value(headers: Mapping[str, list[str]], name: str) -> str:
+    for key, values in headers.items():
+        if key.lower() == name.lower() and values:
+            return values[0]
+    return ""
+
+
+def _part_filename(headers: Mapping[str, list[str]]) -> str | None:
+    """The filename a part gives itself, RFC 2231 and RFC 2047 decoded; None if it gives none
+    or none can be read."""
+    holder = Message()  # compat32: parameters are read as text, nothing recursive
+    for name in ("Content-Disposition", "Content-Type"):
+        value = _first_value(headers, name)
+        if value:
+            holder[name] = value
+    try:
+        found = holder.get_filename()
+        if found is None:
+            return None
+        readable = found.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return str(make_header(decode_header(readable)))
+    except Exception:  # a name that cannot be decoded is no name; MailHog's default is used
+        return None
 
 
 def _base64_or_as_is(body: bytes) -> bytes:
@@ -418,13 +540,3 @@ def _base64_or_as_is(body: bytes) -> bytes:
         return base64.b64decode(re.sub(rb"[\r\n]", b"", body), validate=True)
     except (binascii.Error, ValueError):
         return body  # MailHog logs the failure and sends what it has
-
-
-def iter_header_lines(headers: Sequence[tuple[str, str]]) -> Iterator[tuple[bytes, bytes]]:
-    """Part headers as HTTP response headers: names that are not HTTP tokens are left out,
-    line breaks become spaces (as Go's net/http does), the bytes go out unchanged."""
-    for name, value in headers:
-        if not name or not all(_is_token_char(c) for c in name):
-            continue
-        clean = re.sub("[\r\n\x00]", " ", value).strip()
-        yield (name.lower().encode("ascii"), clean.encode("utf-8", "surrogateescape"))

@@ -5,21 +5,38 @@ of every MIME part; bodies stay in the raw bytes and are decoded on demand by pa
 (``part_text``, ``part_bytes``), so the view stays small enough to travel through workflow
 histories.
 
+Messages come from strangers, so reading one must end, soon and in bounded memory, whatever the
+bytes: the parser enters at most ``MAX_NESTING`` levels of multiparts and attached messages (the
+stdlib parser recurses once per level and dies near a thousand), nothing here recurses, a header
+the stdlib cannot parse is read as plain text, and no NUL or undecodable byte reaches the view
+(PostgreSQL's text and JSON columns refuse both).
+
 No ``from __future__ import annotations`` here: Temporal's converter resolves these dataclasses'
 field types inside the workflow sandbox, where string annotations do not resolve."""
 
 import codecs
 import email.policy
+import functools
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from email.generator import BytesGenerator
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from typing import Any
+from typing import Any, Self
 
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply_to", "sender")
 SNIPPET_LENGTH = 200
+# Levels of multiparts and attached messages the parser enters. Real mail nests a handful; the
+# stdlib parser and generator recurse once per level (a few frames each) and hit Python's
+# recursion limit near a thousand, so a part deeper than this is kept whole, as one opaque body.
+MAX_NESTING = 100
+# Header values up to this length are parsed once per distinct value and name (the same
+# Content-Type is read several times per part while parsing); longer ones are rare and not kept.
+_REMEMBERED_HEADER_CHARS = 1024
+_REMEMBERED_HEADERS = 4096
 
 
 def _undo_surrogates(value: str) -> str:
@@ -38,6 +55,53 @@ def _undo_surrogates(value: str) -> str:
     return data.decode("latin-1")
 
 
+def _storable(value: str) -> str:
+    """``value`` fit for the view and the store: undecodable bytes decoded as a reader means
+    them, and NUL, which PostgreSQL's text and JSON columns refuse, as U+FFFD so that the
+    reader sees something was there."""
+    return _undo_surrogates(value).replace("\x00", "\ufffd")
+
+
+class _HeaderFactory(HeaderRegistry):
+    """``HeaderRegistry`` made fit for hostile and huge messages.
+
+    - A header the stdlib parser cannot read (nested comments past the recursion limit, or
+      whatever else a stranger finds) is read as unstructured text rather than failing the
+      message: its text is all there is to show.
+    - The stdlib builds a new header class on every lookup and parses the same Content-Type
+      several times per part; classes are built once and short values parsed once, which made
+      a message of 100,000 parts several times faster to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[type, type[BaseHeader]] = {}
+        self._remembered = functools.lru_cache(maxsize=_REMEMBERED_HEADERS)(self._parse)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        return self._built(self.registry.get(name.lower(), self.default_class))
+
+    def _built(self, kind: type) -> type[BaseHeader]:
+        found = self._classes.get(kind)
+        if found is None:  # as the stdlib builds it: the specialised class on the base class
+            found = self._classes[kind] = type("_" + kind.__name__, (kind, self.base_class), {})
+        return found
+
+    def text(self, name: str, value: str) -> str:
+        """``value`` read as unstructured text: encoded words decoded, nothing else touched."""
+        return str(self._built(self.default_class)(name, value))
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) <= _REMEMBERED_HEADER_CHARS:
+            return self._remembered(name, value)
+        return self._parse(name, value)
+
+    def _parse(self, name: str, value: str) -> BaseHeader:
+        try:
+            return self[name](name, value)
+        except Exception:  # any failure to parse leaves the text, which is enough to show
+            return self._built(self.default_class)(name, value)
+
+
 class _ReadingPolicy(email.policy.EmailPolicy):
     """``policy.default`` that decodes 8-bit header bytes when a header is read. Stored values
     keep their surrogates, so that a part written back out (an attached message) is the bytes
@@ -49,7 +113,32 @@ class _ReadingPolicy(email.policy.EmailPolicy):
         return super().header_fetch_parse(name, value)
 
 
-_POLICY = _ReadingPolicy()
+class _MessagePart(EmailMessage):
+    """A message or part as Pat's parser reads it: it knows how deep it sits, and a container
+    deeper than ``MAX_NESTING`` says it is opaque data, so that the stdlib parser (which asks
+    the type before reading a body) reads it, with all it holds, as one body instead of
+    recursing into it."""
+
+    nesting = 0
+
+    # Self, as typeshed's own MIMEPart.attach says (a part holds parts of its own kind).
+    def attach(self, payload: Self) -> None:  # type: ignore[override]
+        payload.nesting = self.nesting + 1  # the parser attaches a part before reading it
+        super().attach(payload)
+
+    @property
+    def beyond_nesting(self) -> bool:
+        """A container the parser did not enter: its body is its unparsed MIME source."""
+        return (self.nesting > MAX_NESTING
+                and super().get_content_type().startswith(("multipart/", "message/")))
+
+    def get_content_type(self) -> str:
+        return "application/octet-stream" if self.beyond_nesting else super().get_content_type()
+
+
+_HEADER_FACTORY = _HeaderFactory()
+_POLICY = _ReadingPolicy(header_factory=_HEADER_FACTORY, message_factory=_MessagePart)
+_LINE_BREAK = re.compile("[\r\n]")
 _PARSER = BytesParser(policy=_POLICY)
 # Text bodies: what a reader sees; other text/* (calendar invites, CSV, vCards) are files.
 _BODY_TYPES = ("text/plain", "text/html")
@@ -117,44 +206,50 @@ class ParsedMessage:
 
 
 def _header_text(message: EmailMessage, name: str) -> str | None:
-    try:
-        value = message.get(name)
-    except Exception:  # a header the policy cannot parse: fall back to its raw text
-        raw = message.get_all(name, failobj=None)
-        return None if raw is None else _undo_surrogates(str(raw[0]))
-    return None if value is None else str(value)
+    value = message.get(name)
+    return None if value is None else _storable(str(value))
 
 
 def _addresses(message: EmailMessage, name: str) -> list[Address]:
-    header = name.replace("_", "-")
-    try:
-        value = message.get(header)
-        if value is None:
-            return []
-        return [Address(name=a.display_name, address=a.addr_spec)
-                for a in getattr(value, "addresses", ())]
-    except Exception:
-        text = _header_text(message, header) or ""
-        return [Address(name="", address=text.strip())] if text.strip() else []
+    value = message.get(name.replace("_", "-"))
+    if value is None:
+        return []
+    found = getattr(value, "addresses", None)
+    if found is None:  # read as plain text: the text is the one address there is to show
+        text = _storable(str(value)).strip()
+        return [Address(name="", address=text)] if text else []
+    return [Address(name=_storable(a.display_name), address=_storable(a.addr_spec))
+            for a in found]
+
+
+def _decoded_header(name: str, raw: str) -> str:
+    """A header's text as sent, unfolded, with RFC 2047 encoded words decoded.
+
+    Not ``policy.default``'s structured reading: that re-renders addresses and dates (dropping
+    comments, changing quotes), which is not what was sent, and parsing an address list costs
+    about half a millisecond a field, so a section of 5 MB of headers took 10 s to show."""
+    text = _LINE_BREAK.sub("", _undo_surrogates(raw))
+    return _HEADER_FACTORY.text(name, text) if "=?" in text else text
 
 
 def _decoded_headers(message: EmailMessage) -> list[tuple[str, str]]:
-    headers: list[tuple[str, str]] = []
-    for name, raw in message.raw_items():
-        try:
-            headers.append((name, str(message.policy.header_fetch_parse(name, raw))))
-        except Exception:
-            headers.append((name, _undo_surrogates(str(raw))))
-    return headers
+    return [(_storable(name), _storable(_decoded_header(name, raw)))
+            for name, raw in message.raw_items()]
 
 
-def _walk(part: EmailMessage) -> Iterator[EmailMessage]:
-    """Every part in order, as ``Message.walk`` but without entering attached messages: an
-    attached email is one attachment, its own body and files are not the outer message's."""
-    yield part
-    if part.is_multipart() and not _is_attached_message(part):
-        for subpart in part.iter_parts():
-            yield from _walk(subpart)  # type: ignore[arg-type]
+def _walk(message: _MessagePart) -> Iterator[_MessagePart]:
+    """Every part in order, as ``Message.walk`` but without entering attached messages (an
+    attached email is one attachment, its own body and files are not the outer message's) and
+    without recursion: a message of 100,000 parts is a list, not a stack. Depth needs no bound
+    here, the parser bounds it (``MAX_NESTING``)."""
+    pending = [message]
+    while pending:
+        part = pending.pop()
+        yield part
+        if part.is_multipart() and not _is_attached_message(part):
+            # Every part is a _MessagePart: the parser's message factory made it.
+            pending.extend(p for p in reversed(list(part.iter_parts()))
+                           if isinstance(p, _MessagePart))
 
 
 def _is_attached_message(part: EmailMessage) -> bool:
@@ -191,16 +286,20 @@ def _payload_bytes(part: EmailMessage, linesep: str = "\r\n") -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
+def _optional(value: str | None) -> str | None:
+    return None if value is None else _storable(value)
+
+
 def _describe(index: int, part: EmailMessage, linesep: str) -> Part:
-    disposition = part.get_content_disposition()
+    disposition = _optional(part.get_content_disposition())
     try:
-        filename = part.get_filename()
-    except Exception:
+        filename = _optional(part.get_filename())
+    except Exception:  # RFC 2231 abuse can break the stdlib here; the part has no name then
         filename = None
     content_id = _header_text(part, "Content-ID")
     if content_id:
         content_id = content_id.strip().strip("<>")
-    content_type = _content_type(part)
+    content_type = _storable(_content_type(part))
     container = part.is_multipart() and not _is_attached_message(part)
     is_body_text = (not container and content_type in _BODY_TYPES
                     and disposition != "attachment" and not filename)
@@ -210,7 +309,8 @@ def _describe(index: int, part: EmailMessage, linesep: str) -> Part:
         or bool(filename and disposition != "inline"))
     is_inline = leaf and not is_attachment
     return Part(index=index, content_type=content_type,
-                charset=part.get_content_charset() if content_type.startswith("text/") else None,
+                charset=(_optional(part.get_content_charset())
+                         if content_type.startswith("text/") else None),
                 disposition=disposition, filename=filename, content_id=content_id,
                 size=0 if container else len(_payload_bytes(part, linesep)),
                 is_attachment=is_attachment, is_inline=is_inline)
@@ -249,23 +349,24 @@ def _decode_text(data: bytes, declared: str | None) -> tuple[str, str | None]:
 
 def _text_and_problem(part: EmailMessage) -> tuple[str, str | None]:
     text, problem = _decode_text(_payload_bytes(part), part.get_content_charset())
-    return text.replace("\r\n", "\n"), problem  # wire line endings are not part of the text
+    # Wire line endings (CRLF, or bare CR from old Mac mailers) are not part of the text.
+    return text.replace("\r\n", "\n").replace("\r", "\n"), problem
 
 
 def _text_of(part: EmailMessage) -> str:
     return _text_and_problem(part)[0]
 
 
-def parse_bytes(raw: bytes) -> EmailMessage:
+def parse_bytes(raw: bytes) -> _MessagePart:
     if not raw.strip():
         raise MalformedMessage("the message is empty")
     try:
         message = _PARSER.parsebytes(raw)
     except Exception as exc:
         raise MalformedMessage(f"the message cannot be parsed: {exc}") from exc
-    if not message.keys():
+    if not isinstance(message, _MessagePart) or not message.keys():
         raise MalformedMessage("the message has no header section")
-    return message  # type: ignore[return-value]
+    return message
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -276,17 +377,21 @@ def parse_message(raw: bytes) -> ParsedMessage:
     text_part: int | None = None
     html_part: int | None = None
     snippet = ""
-    defects = [f"{type(d).__name__}: {d}" for d in message.defects]
+    defects = [_storable(f"{type(d).__name__}: {d}") for d in message.defects]
     for index, part in enumerate(_walk(message)):
         described = _describe(index, part, linesep)
         parts.append(described)
-        defects += [f"part {index}: {type(d).__name__}: {d}" for d in part.defects if index]
+        defects += [_storable(f"part {index}: {type(d).__name__}: {d}")
+                    for d in part.defects if index]
+        if part.beyond_nesting:
+            defects.append(f"part {index}: nested deeper than {MAX_NESTING} levels; kept "
+                           "unparsed, as one part")
         if described.is_attachment or described.is_inline:
             continue
         if described.content_type == "text/plain" and text_part is None:
             text_part = index
             text, problem = _text_and_problem(part)
-            snippet = " ".join(text.split())[:SNIPPET_LENGTH]
+            snippet = _storable(" ".join(text.split())[:SNIPPET_LENGTH])
         elif described.content_type == "text/html" and html_part is None:
             html_part = index
             problem = _text_and_problem(part)[1]
@@ -302,7 +407,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         html_part=html_part, snippet=snippet, defects=defects)
 
 
-def part_of(raw: bytes, index: int) -> EmailMessage | None:
+def part_of(raw: bytes, index: int) -> _MessagePart | None:
     for position, part in enumerate(_walk(parse_bytes(raw))):
         if position == index:
             return part

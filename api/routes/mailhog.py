@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import mailhog_json as mh
 from api.deps import AppState, StateDep, get_state
+from api.safe_content import message_bytes_headers
 from pat.bus import MessageChange
 from pat.store.models import Message
 from pat.store.repository import MessageStore
@@ -54,7 +55,7 @@ async def _build_many(store: MessageStore, messages: Sequence[Message],
                       hostname: str) -> list[dict[str, Any]]:
     raws = await store.get_many_raw([m.id for m in messages])
     # A message deleted between the two reads is left out, as it would be a moment later.
-    return [mh.build_message(_envelope(m), raws[m.id], hostname)
+    return [mh.build_message_or_minimal(_envelope(m), raws[m.id], hostname)
             for m in messages if m.id in raws]
 
 
@@ -63,7 +64,7 @@ async def _build_one(state: AppState, message_id: str) -> dict[str, Any] | None:
     raw = await state.store.get_raw(message_id) if message else None
     if message is None or raw is None:
         return None
-    return mh.build_message(_envelope(message), raw, state.settings.smtp_hostname)
+    return mh.build_message_or_minimal(_envelope(message), raw, state.settings.smtp_hostname)
 
 
 def _not_found(message_id: str) -> JSONResponse:
@@ -142,6 +143,9 @@ async def v1_download(message_id: str, state: StateDep) -> Response:
 
 @router.get("/api/v1/messages/{message_id}/mime/part/{index}/download", response_class=Response)
 async def v1_download_part(message_id: str, index: str, state: StateDep) -> Response:
+    """Top-level part ``index``, always as a download. MailHog copies the part's own headers
+    into the response; Pat takes only its media type (checked) and filename, so that no part
+    can become a page on this origin (``api.safe_content``)."""
     if not index.isdigit():
         return _error(400, f"the part index must be a whole number, 0 or more (got {index!r})")
     message = await _build_one(state, message_id)
@@ -152,9 +156,8 @@ async def v1_download_part(message_id: str, index: str, state: StateDep) -> Resp
         count = len((message["MIME"] or {}).get("Parts") or [])
         return _error(404, f"message {message_id} has no MIME part {index} "
                            f"(it has {count} top-level part{'s' if count != 1 else ''})")
-    response = Response(found.body, media_type=None)
-    response.raw_headers.extend(mh.iter_header_lines(found.headers))
-    return response
+    return Response(found.body, media_type=None, headers=message_bytes_headers(
+        found.media_type, found.filename, inline_images=False))
 
 
 @router.get("/api/v1/events")

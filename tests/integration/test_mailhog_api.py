@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import Client
 from websockets.asyncio.client import connect
 
-from api.mailhog_json import rfc1123z
+from api.mailhog_json import V1_LIST_LIMIT, rfc1123z
 from api.routes import mailhog as mailhog_routes
-from tests.support.harness import RunningPat
+from api.safe_content import MESSAGE_BYTES_POLICY, content_disposition
+from pat.domain import SpooledMessage
+from tests.hostile import corpus as hostile
+from tests.hostile import smtp as hostile_smtp
+from tests.support.harness import RunningPat, make_settings, running_pat
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "mailhog"
 HELO = "client.example.test"
@@ -195,11 +200,17 @@ async def test_download_raw_and_mime_part(pat_sqlite: RunningPat) -> None:
     part = await http.get(f"/api/v1/messages/{multipart}/mime/part/1/download")
     assert part.status_code == 200
     assert part.content == b"%PDF-1.4 fake"
-    assert part.headers["content-type"] == 'application/pdf; name="invoice.pdf"'
-    assert part.headers["content-disposition"] == 'attachment; filename="invoice.pdf"'
+    assert part.headers["content-type"] == "application/pdf"  # the type, not its parameters
+    assert part.headers["content-disposition"] == content_disposition("attachment",
+                                                                      "invoice.pdf")
+    assert part.headers["x-content-type-options"] == "nosniff"
+    assert part.headers["content-security-policy"] == MESSAGE_BYTES_POLICY
+    assert "content-transfer-encoding" not in part.headers
     text = await http.get(f"/api/v1/messages/{multipart}/mime/part/0/download")
     assert text.content == b"Total: 42 EUR"
-    assert text.headers["content-disposition"] == f'attachment; filename="{multipart}-part-0"'
+    assert text.headers["content-type"] == "text/plain"
+    assert text.headers["content-disposition"] == content_disposition(
+        "attachment", f"{multipart}-part-0")  # MailHog's name for a part without one
 
     missing = await http.get(f"/api/v1/messages/{multipart}/mime/part/2/download")
     assert missing.status_code == 404
@@ -213,6 +224,65 @@ async def test_download_raw_and_mime_part(pat_sqlite: RunningPat) -> None:
     assert "whole number" in bad_index.json()["error"]
     assert (await http.get("/api/v1/messages/nope/download")).status_code == 404
     assert (await http.get("/api/v1/messages/nope/mime/part/0/download")).status_code == 404
+
+
+async def test_a_part_download_never_carries_the_parts_own_headers(
+        pat_sqlite: RunningPat) -> None:
+    """MailHog copies every header of a part into the download: a part could make itself an
+    inline page with script on the API's origin, set cookies or redirect. Pat answers with its
+    own headers only."""
+    await asyncio.to_thread(_send, pat_sqlite.smtp_port, "hostile@example.test",
+                            ["dev@example.test"], hostile.active_attachments())
+    [message] = (await pat_sqlite.http.get("/api/v1/messages")).json()
+    parts = message["MIME"]["Parts"]
+    assert "Set-Cookie" in parts[0]["Headers"]
+    for index in range(len(parts)):
+        answer = await pat_sqlite.http.get(
+            f"/api/v1/messages/{message['ID']}/mime/part/{index}/download")
+        assert answer.status_code == 200
+        assert answer.headers["content-disposition"].startswith("attachment")
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in answer.headers["content-security-policy"]
+        for injected in ("set-cookie", "location", "access-control-allow-origin",
+                         "x-injected", "content-transfer-encoding"):
+            assert injected not in answer.headers, (index, injected)
+    svg = await pat_sqlite.http.get(f"/api/v1/messages/{message['ID']}/mime/part/1/download")
+    assert svg.headers["content-type"] == "image/svg+xml"
+    assert svg.headers["content-disposition"] == content_disposition("attachment", "logo.svg")
+
+
+async def test_v1_lists_at_most_the_newest_1000_as_mailhog(tmp_path: Path,
+                                                           temporal_client: Client) -> None:
+    settings = make_settings(tmp_path)
+    async with running_pat(settings, temporal_client, worker=False, gateway=False) as pat:
+        await pat.store.insert_batch([
+            SpooledMessage(id=f"m{number:04d}@pat.example", tenant="default",
+                           mail_from="a@example.test", recipients=["b@example.test"],
+                           helo="client", peer="127.0.0.1",
+                           data=f"Subject: {number}\r\n\r\nx\r\n".encode(),
+                           created_ns=1_700_000_000_000_000_000 + number)
+            for number in range(V1_LIST_LIMIT + 1)])
+        listed = (await pat.http.get("/api/v1/messages")).json()
+    assert V1_LIST_LIMIT == 1000
+    assert len(listed) == 1000
+    assert listed[0]["ID"] == "m1000@pat.example"  # newest first; the oldest is left out
+    assert listed[-1]["ID"] == "m0001@pat.example"
+
+
+async def test_bare_lf_message_shows_its_headers_and_parts(pat_sqlite: RunningPat) -> None:
+    """As PHP's mail() sends: MailHog shows no header of such a message; Pat shows the same
+    headers and parts as for the message sent with CRLF, and Raw.Data as received."""
+    sent = hostile.bare_lf()
+    await asyncio.to_thread(_send, pat_sqlite.smtp_port, "hostile@example.test",
+                            ["dev@example.test"], hostile.bare_endings_source())
+    await asyncio.to_thread(hostile_smtp.send_raw, pat_sqlite.smtp_port, sent)
+    bare, crlf = (await pat_sqlite.http.get("/api/v2/messages")).json()["items"]
+
+    assert bare["Content"]["Headers"]["Subject"] == ["line endings"]
+    assert bare["Content"]["Headers"]["Content-Type"] == crlf["Content"]["Headers"][
+        "Content-Type"]
+    assert bare["MIME"] == crlf["MIME"]
+    assert bare["Raw"]["Data"] == sent.decode()
 
 
 async def test_bad_parameters_are_refused_with_a_reason(pat_sqlite: RunningPat) -> None:

@@ -153,23 +153,35 @@ def test_multipart_parts_nest_as_mailhog_splits_them() -> None:
         ("Body", "JVBERi0xLjQg\r\nZmFrZQ=="), ("Size", len(pdf)), ("MIME", None)]
 
 
-def test_part_download_decodes_base64_and_uses_the_parts_own_headers() -> None:
+def test_part_download_decodes_base64_and_takes_only_type_and_filename_from_the_part() -> None:
     message = mh.build_message(_envelope(), MULTIPART.encode(), HOST)
     found = mh.part_download(message, 1)
-    assert found is not None
-    assert found.body == b"%PDF-1.4 fake"
-    assert dict(found.headers) == {"Content-Disposition": 'attachment; filename="r.pdf"',
-                                   "Content-Transfer-Encoding": "base64",
-                                   "Content-Type": 'application/pdf; name="r.pdf"'}
+    assert found == mh.PartDownload(media_type="application/pdf", filename="r.pdf",
+                                    body=b"%PDF-1.4 fake")
     alternative = mh.part_download(message, 0)
     assert alternative is not None
     assert alternative.body.startswith(b"--inner\r\n")
-    assert ("Content-Disposition", 'attachment; filename="abc=@pat.example-part-0"') in \
-        alternative.headers
+    assert alternative.media_type == "multipart/alternative"
+    assert alternative.filename == "abc=@pat.example-part-0"  # MailHog's name for it
     assert mh.part_download(message, 2) is None
     assert mh.part_download(message, -1) is None
     single = mh.build_message(_envelope(), b"Subject: x\r\n\r\nbody\r\n", HOST)
     assert mh.part_download(single, 0) is None
+
+
+@pytest.mark.parametrize(("part_headers", "filename"), [
+    ('Content-Type: text/plain; name="from-type.txt"', "from-type.txt"),
+    ("Content-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf", "résumé.pdf"),
+    ('Content-Disposition: attachment; filename="=?utf-8?B?w6l0w6kucGRm?="', "été.pdf"),
+    ("Content-Disposition: attachment; filename*=bogus-charset''x%E9.bin", "x\u00e9.bin"),
+    ("Content-Disposition: attachment", "abc=@pat.example-part-0"),
+])
+def test_part_download_names_the_file_as_the_part_does(part_headers: str, filename: str) -> None:
+    raw = (f"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n{part_headers}\r\n\r\n"
+           "data\r\n--b--\r\n").encode()
+    found = mh.part_download(mh.build_message(_envelope(), raw, HOST), 0)
+    assert found is not None
+    assert found.filename == filename
 
 
 def test_a_multipart_type_without_its_boundary_in_the_body_has_no_parts() -> None:
@@ -270,7 +282,103 @@ def test_live_event_framing_follows_goose_and_gorilla() -> None:
     assert mh.websocket_message(message) == '{"ID":"a\\u003cb","To":null}\n'
 
 
-def test_part_headers_become_safe_http_headers() -> None:
-    lines = list(mh.iter_header_lines([("Content-Type", "text/plain\r\n bad"),
-                                       ("Bad Name", "x"), ("X-Caf", "caf\u00e9")]))
-    assert lines == [(b"content-type", b"text/plain   bad"), (b"x-caf", "café".encode())]
+def _nested(depth: int, line_ending: str = "\r\n", leaf: str = "deepest") -> str:
+    # No boundary is a prefix of another: MailHog splits on the text "--boundary".
+    opening = "".join(f'Content-Type: multipart/mixed; boundary="={level}="\r\n\r\n--={level}=\r\n'
+                      for level in range(depth))
+    closing = "".join(f"--={level}=--\r\n" for level in reversed(range(depth)))
+    text = f"Subject: nested\r\n{opening}Content-Type: text/plain\r\n\r\n{leaf}\r\n{closing}"
+    return text.replace("\r\n", line_ending)
+
+
+def _depth(mime: Any) -> int:
+    depth = 0
+    while mime and mime["Parts"]:
+        depth += 1
+        mime = mime["Parts"][0]["MIME"]
+    return depth
+
+
+def test_a_message_nested_1200_deep_is_split_to_the_depth_cap_and_written() -> None:
+    message = mh.build_message(_envelope(), _nested(1200).encode(), HOST)
+    depth = _depth(message["MIME"])
+    assert depth == mh.MAX_MIME_DEPTH
+    deepest = message["MIME"]
+    for _ in range(depth - 1):
+        deepest = deepest["Parts"][0]["MIME"]
+    # The first part not split is shown as any non-multipart part: headers and body.
+    unsplit = deepest["Parts"][0]
+    assert unsplit["MIME"] is None
+    assert unsplit["Headers"]["Content-Type"][0].startswith("multipart/mixed")
+    assert "deepest" in unsplit["Body"]
+    assert json.loads(mh.go_json(message))["ID"] == message["ID"]
+
+
+def test_nesting_within_the_cap_is_split_to_the_bottom() -> None:
+    message = mh.build_message(_envelope(), _nested(30, leaf="x" * 5000).encode(), HOST)
+    assert _depth(message["MIME"]) == 30  # thirty multiparts split, down to the text part
+
+
+def test_deep_nesting_cannot_multiply_the_answer_beyond_the_budget() -> None:
+    """Each level repeats the bodies below it: nested deep around a large body, the JSON would
+    grow as depth times size (here 100 MB). Splitting stops once the tree holds the budget."""
+    raw = _nested(mh.MAX_MIME_DEPTH, leaf="x" * 1_000_000).encode()
+    message = mh.build_message(_envelope(), raw, HOST)
+    assert 1 < _depth(message["MIME"]) < mh.MAX_MIME_DEPTH
+    written = mh.go_json(message)
+    assert len(written) < mh.MIME_BODY_BUDGET + 4 * len(raw)
+
+
+@pytest.mark.parametrize("line_ending", ["\n", "\r", "mixed"])
+def test_bare_and_mixed_line_endings_read_as_crlf(line_ending: str) -> None:
+    crlf = MULTIPART
+    if line_ending == "mixed":
+        lines = crlf.split("\r\n")
+        sent = "".join(line + ("\r\n", "\n", "\r")[n % 3] for n, line in enumerate(lines[:-1]))
+    else:
+        sent = crlf.replace("\r\n", line_ending)
+    expected = mh.build_message(_envelope(), crlf.encode(), HOST)
+    message = mh.build_message(_envelope(), sent.encode(), HOST)
+
+    assert message["Content"]["Headers"] == expected["Content"]["Headers"]
+    assert message["Content"]["Headers"]["From"] == ["App <app@example.test>"]
+    assert message["MIME"] == expected["MIME"]
+    assert message["Raw"]["Data"] == mh.smtp_data(sent.encode())  # as received
+
+
+def test_a_message_whose_json_cannot_be_built_is_listed_minimally(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(content: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(mh, "parse_mime_body", broken)
+    message = mh.build_message_or_minimal(_envelope(), MULTIPART.encode(), HOST)
+
+    assert message["ID"] == "abc=@pat.example"
+    assert message["From"]["Mailbox"] == "app"
+    assert message["Content"]["Headers"]["From"] == ["App <app@example.test>"]
+    assert message["Content"]["Body"] == ""
+    assert message["MIME"] is None
+    assert message["Raw"]["Data"] == mh.smtp_data(MULTIPART.encode())
+    assert mh.matches(message, "from", "app@")
+    assert json.loads(mh.go_json(message))["Content"]["MIME"] is None
+    assert "abc=@pat.example" in caplog.text
+
+
+def test_json_nested_far_beyond_any_recursion_limit_is_written() -> None:
+    value: Any = "bottom"
+    for _ in range(20_000):
+        value = {"A": [value]}
+    written = mh.go_json(value)
+    assert written == '{"A":[' * 20_000 + '"bottom"' + "]}" * 20_000
+
+
+def test_a_header_folded_into_many_lines_and_a_content_type_of_many_parameters() -> None:
+    folded = "X-Long: start\r\n" + "".join(f" piece{n}\r\n" for n in range(50_000))
+    params = "".join(f"; p{n}=v{n}" for n in range(5_000))
+    raw = (f"{folded}Content-Type: multipart/mixed{params}; boundary=zz\r\n\r\n"
+           "--zz\r\n\r\npart\r\n--zz--\r\n").encode()
+    message = mh.build_message(_envelope(), raw, HOST)
+    assert message["Content"]["Headers"]["X-Long"] == [
+        "start" + "".join(f" piece{n}" for n in range(50_000))]
+    assert message["MIME"]["Parts"][0]["Body"] == "part"

@@ -10,14 +10,17 @@ which carried the whole view through the history, serve runs started before that
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from pat.parsing import MalformedMessage, ParsedMessage, parse_message
+from pat.mailhog_json import StoredEnvelope, stored_message
+from pat.parsing import MalformedMessage, MessageReading, ParsedMessage, read_message
 from pat.store.models import MessageStatus
-from pat.store.repository import MessageStore
+from pat.store.repository import ArtifactSummary, MessageStore, StoredArtifact
+from plugins.manifest import EMAIL_HOOKS
+from plugins.store import PluginStore
 
 MALFORMED = "MalformedMessage"
 MISSING = "MessageMissing"
@@ -36,6 +39,9 @@ class ParseSummary:
     parts: int
     attachments: int
     defects: int
+    # The tenant's active plugins for each email hook (onEmailReceived, onEmailValidated,
+    # onEmailStored), in execution order; hooks without any are left out.
+    plugins: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,35 +64,72 @@ def _joined(parsed: ParsedMessage, header: str) -> str:
                      for a in parsed.addresses.get(header, []))
 
 
-class EmailActivities:
-    def __init__(self, store: MessageStore) -> None:
-        self._store = store
+def _summary(view: ParsedMessage) -> ArtifactSummary:
+    return ArtifactSummary(subject=view.subject, from_header=_joined(view, "from"),
+                           to_header=_joined(view, "to"), snippet=view.snippet,
+                           attachment_count=len(view.attachments))
 
-    async def _parse(self, message_id: str) -> ParsedMessage:
+
+def _missing(message_id: str) -> ApplicationError:
+    return ApplicationError(f"message {message_id} is not in the store (deleted?)",
+                            type=MISSING, non_retryable=True)
+
+
+async def _read(raw: bytes) -> MessageReading:
+    try:
+        # CPU work (a large header section takes a while): off the worker's event loop,
+        # which must keep serving workflow tasks meanwhile.
+        return await asyncio.to_thread(read_message, raw)
+    except MalformedMessage as exc:
+        raise ApplicationError(str(exc), type=MALFORMED, non_retryable=True) from exc
+
+
+class EmailActivities:
+    """``hostname`` is the name MailHog's JSON says received the message (PAT_SMTP_HOSTNAME)."""
+
+    def __init__(self, store: MessageStore, hostname: str = "pat.localhost") -> None:
+        self._store = store
+        self._hostname = hostname
+        self._plugins = PluginStore(store.engine)
+
+    async def _raw(self, message_id: str) -> bytes:
         raw = await self._store.get_raw(message_id)
         if raw is None:
-            raise ApplicationError(f"message {message_id} is not in the store (deleted?)",
-                                   type=MISSING, non_retryable=True)
-        try:
-            # CPU work (a large header section takes a while): off the worker's event loop,
-            # which must keep serving workflow tasks meanwhile.
-            return await asyncio.to_thread(parse_message, raw)
-        except MalformedMessage as exc:
-            raise ApplicationError(str(exc), type=MALFORMED, non_retryable=True) from exc
+            raise _missing(message_id)
+        return raw
+
+    async def _parse(self, message_id: str) -> ParsedMessage:
+        raw = await self._raw(message_id)
+        return (await _read(raw)).view
 
     @activity.defn(name="parse_and_store")
     async def parse_and_store(self, params: ParseInput) -> ParseSummary:
-        parsed = await self._parse(params.message_id)
-        if not await self._save(params.message_id, parsed):
-            raise ApplicationError(f"message {params.message_id} is not in the store (deleted?)",
-                                   type=MISSING, non_retryable=True)
-        return ParseSummary(subject=parsed.subject[:1000], parts=len(parsed.parts),
-                            attachments=len(parsed.attachments), defects=len(parsed.defects))
+        """Parse the message once and store all that readers need of it (the artifact)."""
+        message = await self._store.get(params.message_id)
+        raw = await self._raw(params.message_id)
+        if message is None:
+            raise _missing(params.message_id)
+        reading = await _read(raw)
+        envelope = StoredEnvelope(message_id=message.id, created_ns=message.created_ns,
+                                  mail_from=message.mail_from, recipients=message.recipients,
+                                  helo=message.helo)
+        mailhog = await asyncio.to_thread(stored_message, envelope, raw, self._hostname)
+        view = reading.view
+        artifact = StoredArtifact(view=view.to_dict(), text=reading.text, html=reading.html,
+                                  mailhog=mailhog)
+        if not await self._store.save_artifact(params.message_id, artifact, _summary(view)):
+            raise _missing(params.message_id)
+        return ParseSummary(subject=view.subject[:1000], parts=len(view.parts),
+                            attachments=len(view.attachments), defects=len(view.defects),
+                            plugins=await self._active_plugins(message.tenant))
 
-    async def _save(self, message_id: str, parsed: ParsedMessage) -> bool:
-        return await self._store.save_parsed(
-            message_id, parsed.to_dict(), subject=parsed.subject,
-            from_header=_joined(parsed, "from"), to_header=_joined(parsed, "to"))
+    async def _active_plugins(self, tenant: str) -> dict[str, list[str]]:
+        """Looked up here, with the parse, so that a message with no plugin to run costs the
+        workflow no step of its own."""
+        active = await self._plugins.list(tenant, active_only=True)
+        found = {hook: [p.id for p in active if hook in p.manifest.hooks]
+                 for hook in EMAIL_HOOKS}
+        return {hook: ids for hook, ids in found.items() if ids}
 
     @activity.defn(name="parse_message")
     async def parse_message(self, params: ParseInput) -> ParsedMessage:
@@ -94,7 +137,9 @@ class EmailActivities:
 
     @activity.defn(name="persist_parsed")
     async def persist_parsed(self, params: PersistInput) -> bool:
-        return await self._save(params.message_id, params.parsed)
+        return await self._store.save_artifact(
+            params.message_id, StoredArtifact(view=params.parsed.to_dict()),
+            _summary(params.parsed))
 
     @activity.defn(name="mark_message")
     async def mark_message(self, params: MarkInput) -> bool:

@@ -22,9 +22,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from email.generator import BytesGenerator
+from email.header import decode_header, make_header
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
 from typing import Any, Self
 
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply_to", "sender")
@@ -168,6 +170,12 @@ class Part:
     size: int
     is_attachment: bool
     is_inline: bool
+    # Where the part's body (still transfer-encoded) lies in the raw bytes, [start, end), and
+    # its transfer encoding: a download decodes that slice and parses nothing. None where the
+    # slice could not be located with certainty (an attached message, odd line endings), and
+    # in views stored before spans were recorded; such parts are read by parsing the message.
+    body_span: list[int] | None = None
+    transfer_encoding: str | None = None
 
 
 @dataclass
@@ -369,17 +377,46 @@ def parse_bytes(raw: bytes) -> _MessagePart:
     return message
 
 
+@dataclass
+class MessageReading:
+    """What one parse of a message yields: the parsed view and the decoded bodies."""
+
+    view: ParsedMessage
+    text: str | None
+    html: str | None
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
     """The parsed view of ``raw``; ``MalformedMessage`` if it is not an email at all."""
+    return read_message(raw).view
+
+
+def read_message(raw: bytes) -> MessageReading:
+    """The parsed view of ``raw`` and its decoded text and HTML bodies, from one parse;
+    ``MalformedMessage`` if it is not an email at all."""
     message = parse_bytes(raw)
     linesep = _linesep(raw)
     parts: list[Part] = []
     text_part: int | None = None
     html_part: int | None = None
+    text: str | None = None
+    html: str | None = None
     snippet = ""
     defects = [_storable(f"{type(d).__name__}: {d}") for d in message.defects]
+    boundaries: dict[int, str | None] = {}  # id of a part -> the boundary that precedes it
+    cursor = 0
     for index, part in enumerate(_walk(message)):
         described = _describe(index, part, linesep)
+        if part.is_multipart():
+            if not _is_attached_message(part):
+                boundary = part.get_boundary()
+                boundaries.update((id(child), boundary) for child in part.iter_parts())
+        else:
+            span = _body_span(raw, part, boundaries.get(id(part)), cursor, root=index == 0)
+            if span is not None:
+                described.body_span, cursor = span, span[1]
+                described.transfer_encoding = _optional(
+                    str(part.get("content-transfer-encoding", "")).strip().lower() or None)
         parts.append(described)
         defects += [_storable(f"part {index}: {type(d).__name__}: {d}")
                     for d in part.defects if index]
@@ -391,20 +428,65 @@ def parse_message(raw: bytes) -> ParsedMessage:
         if described.content_type == "text/plain" and text_part is None:
             text_part = index
             text, problem = _text_and_problem(part)
-            snippet = _storable(" ".join(text.split())[:SNIPPET_LENGTH])
+            text = _storable(text)
+            snippet = " ".join(text.split())[:SNIPPET_LENGTH]
         elif described.content_type == "text/html" and html_part is None:
             html_part = index
-            problem = _text_and_problem(part)[1]
+            html, problem = _text_and_problem(part)
+            html = _storable(html)
         else:
             continue
         if problem:
             defects.append(f"part {index}: {problem}")
-    return ParsedMessage(
+    view = ParsedMessage(
         subject=_header_text(message, "Subject") or "",
         message_id=_header_text(message, "Message-ID"), date=_header_text(message, "Date"),
         addresses={name: _addresses(message, name) for name in _ADDRESS_HEADERS},
         headers=_decoded_headers(message), parts=parts, text_part=text_part,
         html_part=html_part, snippet=snippet, defects=defects)
+    return MessageReading(view=view, text=text, html=html)
+
+
+# The empty line that ends a header section, whatever the line endings.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _body_span(raw: bytes, part: _MessagePart, boundary: str | None, cursor: int, *,
+               root: bool) -> list[int] | None:
+    """Where ``part``'s body lies in ``raw``, searching from ``cursor`` (the end of the body
+    before it): after the boundary line that opens the part (the message itself has none),
+    past the part's headers. Only a slice that holds exactly the body the parser read is
+    returned; anything else is None."""
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return None
+    try:
+        body = payload.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    if root:
+        start = 0
+    elif boundary is None:
+        return None
+    else:
+        start = raw.find(b"--" + boundary.encode("utf-8", "surrogateescape"), cursor)
+        if start < 0:
+            return None
+    blank = _BLANK_LINE.search(raw, start)
+    if blank is None or not raw.startswith(body, blank.end()):
+        return None
+    return [blank.end(), blank.end() + len(body)]
+
+
+def decode_body(encoded: bytes, transfer_encoding: str | None) -> bytes:
+    """A part's body as stored in the message (a ``Part.body_span`` slice), decoded as the
+    parser decodes it: base64, quoted-printable, uuencode or as it is."""
+    holder = Message()
+    if transfer_encoding:
+        holder["Content-Transfer-Encoding"] = transfer_encoding
+    holder.set_payload(encoded.decode("ascii", "surrogateescape"))
+    payload = holder.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def part_of(raw: bytes, index: int) -> _MessagePart | None:
@@ -428,3 +510,44 @@ def part_bytes(raw: bytes, index: int) -> tuple[bytes, str] | None:
     if part is None or (part.is_multipart() and not _is_attached_message(part)):
         return None
     return _payload_bytes(part, _linesep(raw)), _content_type(part)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """Subject, From and To as a list shows them, read from the header section alone."""
+
+    subject: str | None
+    from_header: str | None
+    to_header: str | None
+
+
+# A header section larger than this is read only this far for the headline; the parse step
+# reads all of it.
+_HEADLINE_BYTES = 64 * 1024
+_HEADLINE_PARSER = BytesHeaderParser(policy=compat32)
+_FOLDING = re.compile(r"\r?\n[ \t]*|\r")
+
+
+def _headline_value(headers: Message, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except Exception:  # encoded words a stranger broke: show them as they are
+        text = str(value)
+    return _storable(_FOLDING.sub(" ", text)).strip()[:1000]
+
+
+def headline(raw: bytes) -> Headline:
+    """Subject, From and To of ``raw`` without parsing the message: cheap enough for the
+    gateway to store with every message it accepts, so that a list shows them from the moment
+    of 250. Never raises: what cannot be read is None."""
+    end = _BLANK_LINE.search(raw, 0, _HEADLINE_BYTES)
+    try:
+        headers = _HEADLINE_PARSER.parsebytes(raw[:end.end() if end else _HEADLINE_BYTES])
+    except Exception:
+        return Headline(None, None, None)
+    return Headline(subject=_headline_value(headers, "Subject"),
+                    from_header=_headline_value(headers, "From"),
+                    to_header=_headline_value(headers, "To"))

@@ -203,14 +203,15 @@ async def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _test(settings: Settings, args: argparse.Namespace) -> int:
     from pat.domain import now_ns
-    from pat.parsing import parse_message
+    from pat.parsing import read_message
     from plugins.host import email_for_plugins, execute
     from plugins.manifest import load_plugin_files
     from plugins.runtime import HookStatus
 
     manifest, code = load_plugin_files(args.path)
     raw = args.message.read_bytes()
-    parsed = parse_message(raw)
+    reading = read_message(raw)
+    parsed = reading.view
     recipients = [a.address for kind in ("to", "cc") for a in parsed.addresses.get(kind, [])]
     sender = parsed.addresses["from"][0].address if parsed.addresses.get("from") else ""
     plugin_settings = manifest.resolve_settings(_settings_arg(args.set))
@@ -219,8 +220,8 @@ async def _test(settings: Settings, args: argparse.Namespace) -> int:
     hooks = args.hook or [h for h in HOOK_CHOICES if h in manifest.hooks]
     failed = False
     for hook in hooks:
-        email = email_for_plugins(raw, parsed, message_id=args.message.name, tenant="test",
-                                  mail_from=sender, recipients=recipients,
+        email = email_for_plugins(reading, size=len(raw), message_id=args.message.name,
+                                  tenant="test", mail_from=sender, recipients=recipients,
                                   received_ns=now_ns(), header_changes=header_changes)
         hook_args: list[Any] = [email, {}] if hook == "onEmailValidated" else [email]
         outcome, changes = await execute(manifest, code, hook, hook_args, tenant="test",

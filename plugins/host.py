@@ -15,6 +15,7 @@ call never carries out what an earlier attempt did."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pat.parsing import MalformedMessage, ParsedMessage, parse_message, part_text
+from pat.parsing import MalformedMessage, MessageReading, ParsedMessage, read_message
 from pat.settings import Settings
 from pat.store.repository import MessageStore
 from plugins.effects import EffectDenied, EffectFailed, authorize, perform, reachable_hosts
@@ -128,11 +129,12 @@ def _addresses(parsed: ParsedMessage, kind: str) -> list[dict[str, str]]:
     return [{"name": a.name, "address": a.address} for a in parsed.addresses.get(kind, [])]
 
 
-def email_for_plugins(raw: bytes, parsed: ParsedMessage, *, message_id: str, tenant: str,
+def email_for_plugins(reading: MessageReading, *, size: int, message_id: str, tenant: str,
                       mail_from: str, recipients: list[str], received_ns: int,
                       header_changes: list[dict[str, str | None]] | None = None,
                       metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The email object a hook receives: plain JSON, bodies capped at 256 K characters."""
+    parsed = reading.view
     from_ = _addresses(parsed, "from")
     return {
         "id": message_id, "tenant": tenant,
@@ -142,11 +144,11 @@ def email_for_plugins(raw: bytes, parsed: ParsedMessage, *, message_id: str, ten
         "from": from_[0] if from_ else None, "to": _addresses(parsed, "to"),
         "cc": _addresses(parsed, "cc"), "replyTo": _addresses(parsed, "reply_to"),
         "headers": [list(h) for h in apply_header_changes(parsed.headers, header_changes or [])],
-        "text": (part_text(raw, parsed.text_part) or "")[:MAX_BODY_CHARS],
-        "html": (part_text(raw, parsed.html_part) or "")[:MAX_BODY_CHARS],
+        "text": (reading.text or "")[:MAX_BODY_CHARS],
+        "html": (reading.html or "")[:MAX_BODY_CHARS],
         "attachments": [{"filename": p.filename, "contentType": p.content_type, "size": p.size}
                         for p in parsed.attachments],
-        "size": len(raw), "metadata": metadata or {},
+        "size": size, "metadata": metadata or {},
     }
 
 
@@ -234,18 +236,20 @@ class PluginHost:
         """The email for hooks, with the header changes and metadata that other plugins'
         ``onEmailReceived`` recorded for it; None if the message is gone, unreadable or not
         this tenant's."""
-        message = await self.messages.get(message_id)
-        raw = await self.messages.get_raw(message_id)
-        if message is None or raw is None or message.tenant != tenant:
+        message = await self.messages.get(message_id, tenant=tenant)
+        if message is None:
             return None  # a tenant's plugins never see another tenant's mail
-        try:
-            parsed = (ParsedMessage.from_dict(message.parsed) if message.parsed
-                      else parse_message(raw))
-        except MalformedMessage:
-            return None
+        reading = await self.messages.get_reading(message_id)
+        if reading is None:  # hooks run after the parse step; a message never parsed is read
+            raw = await self.messages.get_raw(message_id)
+            try:
+                reading = await asyncio.to_thread(read_message, raw or b"")
+            except MalformedMessage:
+                return None
         header_changes, metadata = await self.recorded_changes(tenant, message_id,
                                                                exclude=before_plugin)
-        return email_for_plugins(raw, parsed, message_id=message_id, tenant=tenant,
+        return email_for_plugins(reading, size=message.size, message_id=message_id,
+                                 tenant=tenant,
                                  mail_from=message.mail_from, recipients=message.recipients,
                                  received_ns=message.created_ns, header_changes=header_changes,
                                  metadata=metadata)
@@ -279,6 +283,9 @@ class PluginHost:
             if email is None:
                 raise LookupError(f"message {message_id} of tenant {tenant} is not in the store "
                                   "(deleted?)")
+            if hook == "onEmailValidated" and payload is None:  # the results, from the store
+                stored = await self.messages.get(message_id or "", tenant=tenant)
+                payload = ((stored.checks or {}) if stored else {}).get("results", {})
             args: list[Any] = [email, payload] if hook == "onEmailValidated" else [email]
         else:
             args = [{"tenant": tenant, "settings": plugin.settings}]

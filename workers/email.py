@@ -17,12 +17,12 @@ def email_worker(client: Client, store: MessageStore, task_queue: str,
                  settings: Settings | None = None) -> Worker:
     """``settings`` configure the checks (resolver, spamd, ...); the defaults otherwise."""
     settings = settings or Settings()
-    activities = EmailActivities(store)
+    activities = EmailActivities(store, settings.smtp_hostname)
     checks = CheckActivities(settings, store)
     return Worker(client, task_queue=task_queue, workflows=[EmailPipeline, *PLUGIN_WORKFLOWS],
                   activities=[activities.parse_and_store, activities.parse_message,
                               activities.persist_parsed, activities.mark_message,
-                              checks.check_authentication, checks.check_spam,
+                              checks.run_checks, checks.check_authentication, checks.check_spam,
                               checks.check_content,
                               checks.check_html_compatibility, checks.check_links,
                               checks.check_blocklists, checks.save_checks,

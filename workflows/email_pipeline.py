@@ -41,13 +41,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.checks import CheckActivities, CheckInput, SaveChecksInput
+    from activities.checks import (
+        CheckActivities,
+        CheckInput,
+        ChecksSummary,
+        RunChecksInput,
+        SaveChecksInput,
+    )
     from activities.parse import (
         MALFORMED,
         MISSING,
         EmailActivities,
         MarkInput,
         ParseInput,
+        ParseSummary,
         PersistInput,
     )
     from compliance.result import CheckResult, Verdict
@@ -63,6 +70,7 @@ STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_
 TIMEOUT = timedelta(seconds=30)
 LOCAL_STEPS_PATCH = "local-steps"
 FINAL_STATE_PATCH = "final-state"
+TWO_STEPS_PATCH = "two-steps"
 PARSE_ONCE_PATCH = "parse-once"
 PIPELINE_FAILED = "PipelineFailed"
 CHECKS_PATCH = "deliverability-checks"
@@ -121,6 +129,8 @@ class EmailPipeline:
         if not workflow.patched(FINAL_STATE_PATCH):
             return await self._pipeline(params, final_state=False)
         try:
+            if workflow.patched(TWO_STEPS_PATCH):
+                return await self._two_steps(params)
             return await self._pipeline(params, final_state=True)
         except asyncio.CancelledError:
             await self._mark_failed(params, "the pipeline run was cancelled")
@@ -138,6 +148,38 @@ class EmailPipeline:
                         MarkInput(params.message_id, "failed", reason, run=params.run))
         except (ActivityError, ApplicationError) as err:
             workflow.logger.warning("could not mark %s failed: %s", params.message_id, err)
+
+    async def _two_steps(self, params: EmailPipelineInput) -> EmailPipelineResult:
+        """Parse and store; run the checks and store their results with the new status. Two
+        local activities when no plugin is active; each active plugin's hooks in between."""
+        try:
+            summary: ParseSummary = await _step(True, EmailActivities.parse_and_store,
+                                                ParseInput(params.message_id))
+        except (ActivityError, ApplicationError) as err:
+            ended = await _unparsed(err, params, params.run)
+            if ended is None:
+                raise
+            return ended
+        workflow.upsert_search_attributes([temporal.SUBJECT.value_set(summary.subject[:1000])])
+        hooks = summary.plugins
+        if hooks.get("onEmailReceived"):
+            await run_hooks("onEmailReceived", params.message_id, tenant=params.tenant,
+                            plugin_ids=hooks["onEmailReceived"])
+        validated = hooks.get("onEmailValidated")
+        checked: ChecksSummary = await _step(
+            True, CheckActivities.run_checks,
+            RunChecksInput(params.message_id, run=params.run, mark_processed=not validated),
+            timeout=CHECK_TIMEOUT, retry=CHECK_RETRY)
+        if validated:
+            await run_hooks("onEmailValidated", params.message_id, tenant=params.tenant,
+                            plugin_ids=validated)
+            await _step(True, EmailActivities.mark_message,
+                        MarkInput(params.message_id, "processed", run=params.run))
+        if hooks.get("onEmailStored"):
+            await run_hooks("onEmailStored", params.message_id, tenant=params.tenant,
+                            plugin_ids=hooks["onEmailStored"])
+        return EmailPipelineResult(params.message_id, "processed",
+                                   None if checked.stored else "superseded or deleted")
 
     async def _pipeline(self, params: EmailPipelineInput, *,
                         final_state: bool) -> EmailPipelineResult:
@@ -182,6 +224,20 @@ class EmailPipeline:
         if plugins:
             await run_hooks("onEmailStored", params.message_id, tenant=params.tenant)
         return EmailPipelineResult(params.message_id, "processed")
+
+
+async def _unparsed(err: ActivityError | ApplicationError, params: EmailPipelineInput,
+                    run: int | None) -> EmailPipelineResult | None:
+    """How a run ends whose message could not be parsed: quietly for a message deleted in the
+    meantime, ``failed`` with the reason for one that is not an email; None otherwise."""
+    cause = _application_error(err)
+    if cause is not None and cause.type == MISSING:
+        return EmailPipelineResult(params.message_id, "missing", cause.message)
+    if cause is not None and cause.type == MALFORMED:
+        await _step(True, EmailActivities.mark_message,
+                    MarkInput(params.message_id, "failed", cause.message, run=run))
+        return EmailPipelineResult(params.message_id, "failed", cause.message)
+    return None
 
 
 def _reason(err: BaseException) -> str:

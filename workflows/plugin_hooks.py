@@ -40,14 +40,18 @@ CONTAINED_PATCH = "plugin-failures-contained"
 
 
 async def run_hooks(hook: str, message_id: str | None, *, tenant: str = "default",
-                    payload: Any = None) -> list[HookResult]:
+                    payload: Any = None, plugin_ids: list[str] | None = None
+                    ) -> list[HookResult]:
     """Run ``hook`` of each active plugin on ``message_id``; one result per plugin, in order.
-    ``payload`` is the second argument of ``onEmailValidated`` (the check results)."""
-    # A local activity: one indexed read that runs three times per email, usually finding no
-    # plugin, so it must not cost a round trip through the task queue.
-    plugin_ids = await workflow.execute_local_activity_method(
-        PluginActivities.active_plugins, ActivePluginsInput(tenant=tenant, hook=hook),
-        start_to_close_timeout=timedelta(seconds=30), retry_policy=HOOK_RETRY)
+    ``payload`` is the second argument of ``onEmailValidated`` (the check results; without it
+    the hook activity reads them from the store). ``plugin_ids``: the plugins to run, when
+    the caller has looked them up already."""
+    if plugin_ids is None:
+        # A local activity: one indexed read, usually finding no plugin, so it must not cost a
+        # round trip through the task queue.
+        plugin_ids = await workflow.execute_local_activity_method(
+            PluginActivities.active_plugins, ActivePluginsInput(tenant=tenant, hook=hook),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=HOOK_RETRY)
     results: list[HookResult] = []
     for plugin_id in plugin_ids:
         try:

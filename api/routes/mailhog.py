@@ -1,25 +1,28 @@
 """MailHog-compatible API: /api/v1 and /api/v2, answering as MailHog's own Go code does
 (MailHog-Server ``api/v1.go`` and ``api/v2.go``), so that MailHog clients work unchanged.
 
-The JSON is built by ``api.mailhog_json`` from the raw bytes and envelope of each stored message.
+The JSON is built by ``pat.mailhog_json`` from the raw bytes and envelope of each message when
+its pipeline parses it, and stored: lists join stored text. A message not parsed yet is built
+from its bytes on the spot, so that it is listed from the moment it is accepted.
 Where MailHog answers a bad request with a panic, a wrong deletion or an empty body, Pat answers
 with a status and a JSON ``{"error": ...}`` that says what was wrong."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api import mailhog_json as mh
-from api.deps import AppState, StateDep, get_state
+from api.deps import AppState, StateDep, TenantDep, get_state, get_tenant
 from api.safe_content import message_bytes_headers
+from pat import mailhog_json as mh
 from pat.bus import MessageChange
 from pat.store.models import Message
-from pat.store.repository import MessageStore
+from pat.store.repository import MessageFilter, MessageStore
 
 router = APIRouter(tags=["mailhog"])
 
@@ -38,33 +41,47 @@ def _error(status: int, error: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": error})
 
 
-def _go_json_response(value: Any, content_type: str) -> Response:
-    # MailHog says "text/json" for most answers and "application/json" for search, with no
-    # charset parameter; media_type=None keeps Starlette from adding one.
-    return Response(mh.go_json(value).encode("utf-8", "surrogateescape"), media_type=None,
-                    headers={"Content-Type": content_type})
-
-
 def _envelope(message: Message) -> mh.StoredEnvelope:
     return mh.StoredEnvelope(message_id=message.id, created_ns=message.created_ns,
                              mail_from=message.mail_from, recipients=message.recipients,
                              helo=message.helo)
 
 
-async def _build_many(store: MessageStore, messages: Sequence[Message],
-                      hostname: str) -> list[dict[str, Any]]:
-    raws = await store.get_many_raw([m.id for m in messages])
-    # A message deleted between the two reads is left out, as it would be a moment later.
-    return [mh.build_message_or_minimal(_envelope(m), raws[m.id], hostname)
-            for m in messages if m.id in raws]
+async def _texts(store: MessageStore, messages: Sequence[Message],
+                 hostname: str) -> list[str]:
+    """Each message's JSON text: the one its parse step stored, or, for a message whose
+    pipeline has not parsed it yet, built from its bytes."""
+    ids = [m.id for m in messages]
+    stored = await store.get_many_mailhog(ids)
+    unparsed = [m for m in messages if m.id not in stored]
+    raws = await store.get_many_raw([m.id for m in unparsed]) if unparsed else {}
+    texts: list[str] = []
+    for message in messages:
+        if message.id in stored:
+            texts.append(mh.stored_text(stored[message.id]))
+        elif message.id in raws:  # one deleted between the reads is left out, as it soon would
+            texts.append(mh.go_json(mh.build_message_or_minimal(
+                _envelope(message), raws[message.id], hostname)))
+    return texts
 
 
-async def _build_one(state: AppState, message_id: str) -> dict[str, Any] | None:
-    message = await state.store.get(message_id)
-    raw = await state.store.get_raw(message_id) if message else None
-    if message is None or raw is None:
+async def _text_one(state: AppState, message_id: str, tenant: str | None) -> str | None:
+    message = await state.store.get(message_id, tenant=tenant)
+    if message is None:
         return None
-    return mh.build_message_or_minimal(_envelope(message), raw, state.settings.smtp_hostname)
+    found = await _texts(state.store, [message], state.settings.smtp_hostname)
+    return found[0] if found else None
+
+
+async def _build_one(state: AppState, message_id: str,
+                     tenant: str | None) -> dict[str, Any] | None:
+    text = await _text_one(state, message_id, tenant)
+    return None if text is None else dict(json.loads(text))
+
+
+def _text_response(text: str, content_type: str) -> Response:
+    return Response(text.encode("utf-8", "surrogateescape"), media_type=None,
+                    headers={"Content-Type": content_type})
 
 
 def _not_found(message_id: str) -> JSONResponse:
@@ -94,33 +111,33 @@ def _start_limit(request: Request) -> tuple[int, int]:
 # --- API v1 ------------------------------------------------------------------------------------
 
 @router.get("/api/v1/messages", response_class=Response)
-async def v1_list_messages(state: StateDep) -> Response:
+async def v1_list_messages(state: StateDep, tenant: TenantDep) -> Response:
     """The newest 1000 messages, newest first, as a JSON array."""
-    _, found = await state.store.list(limit=mh.V1_LIST_LIMIT)
-    items = await _build_many(state.store, found, state.settings.smtp_hostname)
-    return _go_json_response(items, "text/json")
+    _, found = await state.store.list(MessageFilter(tenant=tenant), limit=mh.V1_LIST_LIMIT)
+    texts = await _texts(state.store, found, state.settings.smtp_hostname)
+    return _text_response(mh.go_array(texts), "text/json")
 
 
 @router.delete("/api/v1/messages", response_class=Response)
-async def v1_delete_all(state: StateDep) -> Response:
-    for message_id in await state.store.delete_all():
-        state.watcher.forget(message_id)
+async def v1_delete_all(state: StateDep, tenant: TenantDep) -> Response:
+    for deleted in await state.store.delete_all(tenant=tenant):
+        state.watcher.forget(deleted)
     return Response(status_code=200, media_type=None, headers={"Content-Type": "text/json"})
 
 
 @router.get("/api/v1/messages/{message_id}", response_class=Response)
-async def v1_get_message(message_id: str, state: StateDep) -> Response:
+async def v1_get_message(message_id: str, state: StateDep, tenant: TenantDep) -> Response:
     # MailHog's in-memory store answers 200 "null" for an unknown id; Pat says 404.
-    message = await _build_one(state, message_id)
-    if message is None:
+    text = await _text_one(state, message_id, tenant)
+    if text is None:
         return _not_found(message_id)
-    return _go_json_response(message, "text/json")
+    return _text_response(text, "text/json")
 
 
 @router.delete("/api/v1/messages/{message_id}", response_class=Response)
-async def v1_delete_message(message_id: str, state: StateDep) -> Response:
+async def v1_delete_message(message_id: str, state: StateDep, tenant: TenantDep) -> Response:
     # MailHog's in-memory store deletes its oldest message when the id is unknown; Pat says 404.
-    deleted = await state.store.delete(message_id)
+    deleted = await state.store.delete(message_id, tenant=tenant)
     if deleted is None:
         return _not_found(message_id)
     state.watcher.forget(deleted)
@@ -129,26 +146,27 @@ async def v1_delete_message(message_id: str, state: StateDep) -> Response:
 
 @router.get("/api/v1/messages/{message_id}/download", response_class=Response,
             responses={200: {"content": {"message/rfc822": {}}}})
-async def v1_download(message_id: str, state: StateDep) -> Response:
-    """The message as received. (MailHog rebuilds the file from its header map instead, which
-    reorders headers at random and keeps one value per repeated header.)"""
-    raw = await state.store.get_raw(message_id)
-    if raw is None:
+async def v1_download(message_id: str, state: StateDep, tenant: TenantDep) -> Response:
+    """The message as received, streamed, with the safe headers of every message download.
+    (MailHog rebuilds the file from its header map instead, which reorders headers at random
+    and keeps one value per repeated header.)"""
+    size = await state.store.raw_size(message_id, tenant=tenant)
+    if size is None:
         return _not_found(message_id)
-    filename = message_id.replace('"', "")
-    return Response(raw, media_type=None, headers={
-        "Content-Type": "message/rfc822",
-        "Content-Disposition": f'attachment; filename="{filename}.eml"'})
+    headers = message_bytes_headers("message/rfc822", f"{message_id}.eml")
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(state.store.iter_raw(message_id, size), headers=headers)
 
 
 @router.get("/api/v1/messages/{message_id}/mime/part/{index}/download", response_class=Response)
-async def v1_download_part(message_id: str, index: str, state: StateDep) -> Response:
+async def v1_download_part(message_id: str, index: str, state: StateDep,
+                           tenant: TenantDep) -> Response:
     """Top-level part ``index``, always as a download. MailHog copies the part's own headers
     into the response; Pat takes only its media type (checked) and filename, so that no part
     can become a page on this origin (``api.safe_content``)."""
     if not index.isdigit():
         return _error(400, f"the part index must be a whole number, 0 or more (got {index!r})")
-    message = await _build_one(state, message_id)
+    message = await _build_one(state, message_id, tenant)
     if message is None:
         return _not_found(message_id)
     found = mh.part_download(message, int(index))
@@ -161,12 +179,12 @@ async def v1_download_part(message_id: str, index: str, state: StateDep) -> Resp
 
 
 @router.get("/api/v1/events")
-async def v1_events(request: Request) -> StreamingResponse:
+async def v1_events(request: Request, tenant: TenantDep) -> StreamingResponse:
     """Server-sent events: each new message as ``data:`` lines, a ``keepalive`` every minute."""
     state = get_state(request)
 
     async def frames() -> AsyncIterator[str]:
-        async for message in _new_messages(state, KEEPALIVE_SECONDS):
+        async for message in _new_messages(state, tenant, KEEPALIVE_SECONDS):
             if message is None:
                 yield mh.event_stream_frame("keepalive", "")
             else:
@@ -179,18 +197,19 @@ async def v1_events(request: Request) -> StreamingResponse:
 # --- API v2 ------------------------------------------------------------------------------------
 
 @router.get("/api/v2/messages", response_class=Response)
-async def v2_list_messages(request: Request, state: StateDep) -> Response:
+async def v2_list_messages(request: Request, state: StateDep, tenant: TenantDep) -> Response:
     try:
         start, limit = _start_limit(request)
     except BadRequest as bad:
         return _error(bad.status, bad.error)
-    total, found = await state.store.list(offset=start, limit=limit)
-    items = await _build_many(state.store, found, state.settings.smtp_hostname)
-    return _go_json_response(mh.messages_result(total, start, items), "text/json")
+    total, found = await state.store.list(MessageFilter(tenant=tenant), offset=start,
+                                          limit=limit)
+    texts = await _texts(state.store, found, state.settings.smtp_hostname)
+    return _text_response(mh.messages_result_text(total, start, texts), "text/json")
 
 
 @router.get("/api/v2/search", response_class=Response)
-async def v2_search(request: Request, state: StateDep) -> Response:
+async def v2_search(request: Request, state: StateDep, tenant: TenantDep) -> Response:
     try:
         start, limit = _start_limit(request)
     except BadRequest as bad:
@@ -201,26 +220,27 @@ async def v2_search(request: Request, state: StateDep) -> Response:
     query = request.query_params.get("query", "")
     if not query:
         return _error(400, "query must not be empty")
-    total, items = await _search(state, kind, query, start, limit)
-    return _go_json_response(mh.messages_result(total, start, items), "application/json")
+    total, items = await _search(state, tenant, kind, query, start, limit)
+    return _text_response(mh.messages_result_text(total, start, items), "application/json")
 
 
-async def _search(state: AppState, kind: str, query: str, start: int,
-                  limit: int) -> tuple[int, list[dict[str, Any]]]:
-    """MailHog's in-memory search matches on the parsed message, so every message is read,
+async def _search(state: AppState, tenant: str | None, kind: str, query: str, start: int,
+                  limit: int) -> tuple[int, list[str]]:
+    """MailHog's in-memory search matches on the message's JSON, so every message is read,
     newest first, a page at a time; only the requested window is kept."""
     total = 0
-    window: list[dict[str, Any]] = []
+    window: list[str] = []
     offset = 0
     while True:
-        _, page = await state.store.list(offset=offset, limit=SEARCH_PAGE)
+        _, page = await state.store.list(MessageFilter(tenant=tenant), offset=offset,
+                                         limit=SEARCH_PAGE)
         if not page:
             break
         offset += len(page)
-        for message in await _build_many(state.store, page, state.settings.smtp_hostname):
-            if mh.matches(message, kind, query):
+        for text in await _texts(state.store, page, state.settings.smtp_hostname):
+            if mh.matches(json.loads(text), kind, query):
                 if start <= total < start + limit:
-                    window.append(message)
+                    window.append(text)
                 total += 1
         if len(page) < SEARCH_PAGE:
             break
@@ -231,6 +251,7 @@ async def _search(state: AppState, kind: str, query: str, start: int,
 async def v2_websocket(websocket: WebSocket) -> None:
     """Each new message as one text frame of compact JSON, as MailHog's websocket hub sends."""
     state: AppState = websocket.app.state.pat
+    tenant = get_tenant(websocket)
     await websocket.accept()
 
     async def until_closed() -> None:
@@ -240,7 +261,7 @@ async def v2_websocket(websocket: WebSocket) -> None:
 
     reader = asyncio.create_task(until_closed())
     try:
-        async for message in _new_messages(state, None, stop=reader):
+        async for message in _new_messages(state, tenant, None, stop=reader):
             if message is not None:
                 await websocket.send_text(mh.websocket_message(message))
     except (WebSocketDisconnect, RuntimeError):
@@ -252,11 +273,11 @@ async def v2_websocket(websocket: WebSocket) -> None:
 
 # --- live messages -----------------------------------------------------------------------------
 
-async def _new_messages(state: AppState, keepalive: float | None,
+async def _new_messages(state: AppState, tenant: str | None, keepalive: float | None,
                         stop: asyncio.Task[None] | None = None
                         ) -> AsyncIterator[dict[str, Any] | None]:
-    """MailHog JSON of each message that arrives from now on, once each; None when
-    ``keepalive`` seconds passed without one. Ends when ``stop`` finishes."""
+    """MailHog JSON of each message (of ``tenant``, if given) that arrives from now on, once
+    each; None when ``keepalive`` seconds passed without one. Ends when ``stop`` finishes."""
     async with state.bus.subscribe() as changes:
         while stop is None or not stop.done():
             getter = asyncio.ensure_future(changes.get())
@@ -274,9 +295,10 @@ async def _new_messages(state: AppState, keepalive: float | None,
                     yield None
                 continue
             change: MessageChange = getter.result()
-            if change.kind != "received":  # the bus announces each arrival exactly once
+            # The bus announces each arrival exactly once.
+            if change.kind != "received" or not change.visible_to(tenant):
                 continue
-            message = await _build_one(state, change.message_id)
+            message = await _build_one(state, change.message_id, tenant)
             if message is not None:
                 yield message
 

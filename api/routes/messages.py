@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import StateDep, StoreDep, TenantDep
 from api.safe_content import message_bytes_headers
 from pat.domain import workflow_id_for
-from pat.parsing import ParsedMessage, part_bytes, part_text
+from pat.parsing import MessageReading, Part
 from pat.settings import Settings
 from pat.store.models import Message, MessageStatus
 from pat.store.repository import MessageFilter, MessageStore
@@ -109,38 +109,34 @@ def _created(message: Message) -> datetime:
     return datetime.fromtimestamp(message.created_ns / 1e9, tz=UTC)
 
 
-def _parsed(message: Message) -> ParsedMessage | None:
-    return ParsedMessage.from_dict(message.parsed) if message.parsed else None
-
-
 def summarize(message: Message, settings: Settings) -> MessageSummary:
-    parsed = _parsed(message)
     workflow_id = workflow_id_for(message.id, message.pipeline_run)
     return MessageSummary(
         id=message.id, status=MessageStatus(message.status), created=_created(message),
         mail_from=message.mail_from, recipients=message.recipients, subject=message.subject,
         from_header=message.from_header, to_header=message.to_header, size=message.size,
-        snippet=parsed.snippet if parsed else "",
-        attachments=len(parsed.attachments) if parsed else 0,
+        snippet=message.snippet, attachments=message.attachment_count,
         failure_reason=message.failure_reason, workflow_id=workflow_id,
         workflow_url=workflow_ui_url(settings, workflow_id))
 
 
-def detail(message: Message, raw: bytes, settings: Settings) -> MessageDetail:
-    parsed = _parsed(message)
+def detail(message: Message, reading: MessageReading | None,
+           settings: Settings) -> MessageDetail:
+    """The whole message as the parse step stored it (only the envelope and the headers
+    read at arrival while its pipeline has not parsed it yet)."""
+    view = reading.view if reading else None
     base = f"/api/v3/messages/{message.id}"
     parts = [PartOut(index=p.index, content_type=p.content_type, filename=p.filename,
                      content_id=p.content_id, disposition=p.disposition, size=p.size,
                      url=f"{base}/parts/{p.index}")
-             for p in (parsed.parts if parsed else []) if p.is_attachment or p.is_inline]
+             for p in (view.parts if view else []) if p.is_attachment or p.is_inline]
     return MessageDetail(
         **summarize(message, settings).model_dump(), helo=message.helo, peer=message.peer,
         addresses={k: [AddressOut(name=a.name, address=a.address) for a in v]
-                   for k, v in (parsed.addresses if parsed else {}).items()},
-        headers=parsed.headers if parsed else [],
-        text=part_text(raw, parsed.text_part) if parsed else None,
-        html=part_text(raw, parsed.html_part) if parsed else None,
-        parts=parts, defects=parsed.defects if parsed else [], raw_url=f"{base}/raw",
+                   for k, v in (view.addresses if view else {}).items()},
+        headers=view.headers if view else [],
+        text=reading.text if reading else None, html=reading.html if reading else None,
+        parts=parts, defects=view.defects if view else [], raw_url=f"{base}/raw",
         checks=ChecksOut.model_validate(message.checks) if message.checks else None)
 
 
@@ -226,8 +222,7 @@ async def _load(store: MessageStore, message_id: str, tenant: str | None) -> Mes
 @router.get("/{message_id}", response_model=MessageDetail)
 async def get_message(message_id: str, state: StateDep, tenant: TenantDep) -> MessageDetail:
     message = await _load(state.store, message_id, tenant)
-    raw = await state.store.get_raw(message_id) or b""
-    return detail(message, raw, state.settings)
+    return detail(message, await state.store.get_reading(message_id), state.settings)
 
 
 @router.get("/{message_id}/raw", response_class=Response,
@@ -237,11 +232,13 @@ async def get_raw(message_id: str, store: StoreDep, tenant: TenantDep,
                                                   "the message is always a download.")] = False,
                   ) -> Response:
     """The message exactly as received, always as a download (``message.eml``): a message is
-    never rendered on Pat's origin."""
-    raw = await store.get_raw(message_id, tenant=tenant)
-    if raw is None:
+    never rendered on Pat's origin. Streamed from the store a chunk at a time."""
+    size = await store.raw_size(message_id, tenant=tenant)
+    if size is None:
         raise _not_found(message_id)
-    return Response(raw, headers=message_bytes_headers("message/rfc822", "message.eml"))
+    headers = message_bytes_headers("message/rfc822", "message.eml")
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(store.iter_raw(message_id, size), headers=headers)
 
 
 @router.get("/{message_id}/parts/{index}", response_class=Response)
@@ -250,16 +247,23 @@ async def get_part(message_id: str, index: int, store: StoreDep,
     """One decoded MIME part: a download, except raster images (PNG, JPEG, GIF, WebP, AVIF,
     BMP), which are shown inline where the UI embeds them."""
     message = await _load(store, message_id, tenant)
-    parsed = _parsed(message)
-    if parsed is None:
+    reading = await store.get_reading(message_id)
+    if reading is None and message.status == MessageStatus.received:
         raise HTTPException(409, detail="the message has not been parsed yet; try again shortly")
-    raw = await store.get_raw(message_id)
-    found = part_bytes(raw, index) if raw and 0 <= index < len(parsed.parts) else None
-    if found is None:
+    if reading is None:
+        raise HTTPException(404, detail=f"message {message_id} could not be read as an email "
+                                        f"({message.failure_reason}); it has no parts")
+    parts = reading.view.parts
+    part = parts[index] if 0 <= index < len(parts) else None
+    content = (await store.get_part_content(message_id, part)
+               if part and not _is_container(part) else None)
+    if part is None or content is None:
         raise HTTPException(404, detail=f"message {message_id} has no leaf part {index}")
-    content, content_type = found
-    return Response(content, headers=message_bytes_headers(content_type,
-                                                           parsed.parts[index].filename))
+    return Response(content, headers=message_bytes_headers(part.content_type, part.filename))
+
+
+def _is_container(part: Part) -> bool:
+    return part.content_type.startswith("multipart/")
 
 
 class ReprocessOut(BaseModel):

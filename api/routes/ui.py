@@ -94,12 +94,13 @@ async def message_list_fragment(request: Request, state: StateDep, tenant: Tenan
 
 
 async def _load(state: StateDep, message_id: str,
-                tenant: str | None) -> tuple[Message, MessageDetail]:
+                tenant: str | None) -> tuple[Message, MessageDetail, bool]:
+    """The message, its detail, and whether it has been parsed."""
     message = await state.store.get(message_id, tenant=tenant)
     if message is None:
         raise HTTPException(404, detail=f"no message with id {message_id}")
-    raw = await state.store.get_raw(message_id) or b""
-    return message, detail(message, raw, state.settings)
+    reading = await state.store.get_reading(message_id)
+    return message, detail(message, reading, state.settings), reading is not None
 
 
 def _header(found: MessageDetail, name: str) -> str | None:
@@ -109,11 +110,11 @@ def _header(found: MessageDetail, name: str) -> str | None:
 @router.get("/view/{message_id}", response_class=HTMLResponse)
 async def message_page(request: Request, message_id: str, state: StateDep,
                        tenant: TenantDep) -> HTMLResponse:
-    message, found = await _load(state, message_id, tenant)
+    message, found, parsed = await _load(state, message_id, tenant)
     return _page(request, "message.html", {
         "m": found, "quoted_id": quote(message.id, safe=""), "date": _header(found, "date"),
         "remote_content": bool(found.html and _REMOTE_REFERENCE.search(found.html)),
-        "parsed": message.parsed is not None})
+        "parsed": parsed})
 
 
 def resolve_cid_references(html: str, parts: list[PartOut]) -> str:
@@ -141,7 +142,7 @@ def body_policy(origin: str, remote: bool) -> str:
 @router.get("/view/{message_id}/body.html", response_class=HTMLResponse)
 async def message_html_body(request: Request, message_id: str, state: StateDep,
                             tenant: TenantDep, remote: bool = False) -> HTMLResponse:
-    message, found = await _load(state, message_id, tenant)
+    message, found, _ = await _load(state, message_id, tenant)
     if found.html is None:
         raise HTTPException(404, detail=f"message {message_id} has no HTML body")
     origin = f"{request.url.scheme}://{request.url.netloc}"

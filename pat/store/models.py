@@ -1,13 +1,15 @@
-"""Tables of the store. A message is two rows: its metadata (``messages``) and its bytes
-(``message_raw``), so that listing never reads bodies. ``outbox`` rows are written in the same
-transaction as the message and tell the relay which pipelines still have to be started."""
+"""Tables of the store. A message is three rows: its metadata (``messages``, all a list
+needs), its bytes (``message_raw``) and, once parsed, its artifact (``message_artifacts``:
+the parsed view, the decoded bodies and its MailHog JSON), so that listing never reads bodies
+and nothing is parsed twice. ``outbox`` rows are written in the same transaction as the message
+and tell the relay which pipelines still have to be started."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -32,7 +34,11 @@ class MessageBase(SQLModel):
     subject: str | None = None
     from_header: str | None = None
     to_header: str | None = None
-    parsed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # The start of the text body and the number of attachments, from the parse step
+    # (migration 0005_artifacts): what a list shows besides the headers above.
+    snippet: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    attachment_count: int = Field(default=0, sa_column=Column(Integer, nullable=False,
+                                                              server_default="0"))
     # The deliverability checks' results and report (migration 0002_checks).
     checks: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     # Which run of EmailPipeline is the message's current one: 0 for the run started on
@@ -65,7 +71,23 @@ class Outbox(SQLModel, table=True):
     run: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
+class MessageArtifact(SQLModel, table=True):
+    """What the parse step made of a message, kept so that no reader parses it again: the
+    parsed view (``pat.parsing.ParsedMessage`` as a dict), the decoded text and HTML bodies,
+    and MailHog's JSON of the message (Go-encoded, zlib-compressed)."""
+
+    __tablename__ = "message_artifacts"
+    message_id: str = Field(
+        sa_column=Column(String(255), ForeignKey("messages.id", ondelete="CASCADE"),
+                         primary_key=True))
+    view: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    text: str | None = Field(default=None, sa_column=Column(Text))
+    html: str | None = Field(default=None, sa_column=Column(Text))
+    mailhog: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
 messages = Message.__table__  # type: ignore[attr-defined]
+message_artifacts = MessageArtifact.__table__  # type: ignore[attr-defined]
 message_raw = MessageRaw.__table__  # type: ignore[attr-defined]
 outbox = Outbox.__table__  # type: ignore[attr-defined]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,24 @@ from sqlalchemy import String, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pat.domain import EmailReceived, SpooledMessage, now_ns
-from pat.store.models import Message, MessageStatus, message_raw, messages, outbox
+from pat.parsing import (
+    MalformedMessage,
+    MessageReading,
+    ParsedMessage,
+    Part,
+    decode_body,
+    headline,
+    part_bytes,
+    part_text,
+)
+from pat.store.models import (
+    Message,
+    MessageStatus,
+    message_artifacts,
+    message_raw,
+    messages,
+    outbox,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +41,14 @@ class MessageFilter:
     status: str | None = None
     since_ns: int | None = None
     tenant: str | None = None
+
+
+def _headline_columns(data: bytes) -> dict[str, str | None]:
+    """Subject, From and To read from the header section, so that a list shows them from the
+    moment of 250; the parse step replaces them with its own reading."""
+    found = headline(data)
+    return {"subject": found.subject, "from_header": found.from_header,
+            "to_header": found.to_header}
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,31 @@ def _row_to_message(row: Any) -> Message:
     return Message.model_validate(dict(row._mapping))
 
 
+# What a list, a live event or a summary needs of a message: everything but the check results.
+_SUMMARY_COLUMNS = [c for c in messages.c if c.name != "checks"]
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """What the parse step stored of a message (see ``MessageArtifact``)."""
+
+    view: dict[str, Any]
+    text: str | None = None
+    html: str | None = None
+    mailhog: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactSummary:
+    """The columns of ``messages`` that the parse step fills in."""
+
+    subject: str
+    from_header: str
+    to_header: str
+    snippet: str
+    attachment_count: int
+
+
 class MessageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -51,7 +103,7 @@ class MessageStore:
                 {"id": m.id, "tenant": m.tenant, "created_ns": m.created_ns,
                  "updated_ns": stamp, "mail_from": m.mail_from, "recipients": m.recipients,
                  "helo": m.helo, "peer": m.peer, "size": len(m.data),
-                 "status": MessageStatus.received}
+                 "status": MessageStatus.received, **_headline_columns(m.data)}
                 for m in batch])
             await conn.execute(message_raw.insert(),
                                [{"message_id": m.id, "data": m.data} for m in batch])
@@ -146,7 +198,7 @@ class MessageStore:
         async with self.engine.connect() as conn:
             total = await conn.scalar(select(func.count()).select_from(messages).where(*clauses))
             rows = (await conn.execute(
-                select(messages).where(*clauses)
+                select(*_SUMMARY_COLUMNS).where(*clauses)
                 .order_by(messages.c.created_ns.desc(), messages.c.id)
                 .offset(offset).limit(limit))).all()
         return int(total or 0), [_row_to_message(r) for r in rows]
@@ -155,7 +207,7 @@ class MessageStore:
         """Messages written at or after ``since_ns``, oldest change first."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
-                select(messages).where(messages.c.updated_ns >= since_ns)
+                select(*_SUMMARY_COLUMNS).where(messages.c.updated_ns >= since_ns)
                 .order_by(messages.c.updated_ns).limit(limit))).all()
         return [_row_to_message(r) for r in rows]
 
@@ -191,23 +243,118 @@ class MessageStore:
             result = await conn.execute(removed)
             return [Deleted(row.id, row.tenant) for row in result]
 
-    async def save_parsed(self, message_id: str, parsed: dict[str, Any], *, subject: str,
-                          from_header: str, to_header: str) -> bool:
+    async def save_artifact(self, message_id: str, artifact: StoredArtifact,
+                            summary: ArtifactSummary) -> bool:
+        """Store what the parse step made of the message, replacing any earlier artifact (a
+        reprocess), and the columns a list shows; whether the message is still there."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(messages).where(messages.c.id == message_id).values(
-                    parsed=parsed, subject=subject, from_header=from_header,
-                    to_header=to_header, updated_ns=now_ns()))
-        return bool(result.rowcount)
+                    subject=summary.subject, from_header=summary.from_header,
+                    to_header=summary.to_header, snippet=summary.snippet,
+                    attachment_count=summary.attachment_count, updated_ns=now_ns()))
+            if not result.rowcount:
+                return False
+            await conn.execute(delete(message_artifacts)
+                               .where(message_artifacts.c.message_id == message_id))
+            await conn.execute(message_artifacts.insert().values(
+                message_id=message_id, view=artifact.view, text=artifact.text,
+                html=artifact.html, mailhog=artifact.mailhog))
+        return True
+
+    async def get_artifact(self, message_id: str) -> StoredArtifact | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(message_artifacts).where(
+                message_artifacts.c.message_id == message_id))).first()
+        if row is None:
+            return None
+        return StoredArtifact(view=row.view, text=row.text, html=row.html,
+                              mailhog=bytes(row.mailhog) if row.mailhog is not None else None)
+
+    async def get_reading(self, message_id: str) -> MessageReading | None:
+        """The parsed view and decoded bodies the parse step stored; None before it ran.
+        Bodies of messages parsed before bodies were stored are decoded from the raw bytes."""
+        artifact = await self.get_artifact(message_id)
+        if artifact is None:
+            return None
+        view = ParsedMessage.from_dict(artifact.view)
+        text, html = artifact.text, artifact.html
+        if ((text is None and view.text_part is not None)
+                or (html is None and view.html_part is not None)):
+            raw = await self.get_raw(message_id) or b""
+            with contextlib.suppress(MalformedMessage):
+                text, html = part_text(raw, view.text_part), part_text(raw, view.html_part)
+        return MessageReading(view=view, text=text, html=html)
+
+    async def get_raw_slice(self, message_id: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` of the message, read without loading the rest."""
+        async with self.engine.connect() as conn:
+            data = await conn.scalar(
+                select(func.substr(message_raw.c.data, start + 1, end - start))
+                .where(message_raw.c.message_id == message_id))
+        return bytes(data) if data is not None else None
+
+    async def raw_size(self, message_id: str, *, tenant: str | None = None) -> int | None:
+        """How many bytes the message has (with ``tenant``, if it is that tenant's)."""
+        query = select(func.length(message_raw.c.data)).where(
+            message_raw.c.message_id == message_id)
+        if tenant is not None:
+            query = query.join(messages, messages.c.id == message_raw.c.message_id).where(
+                messages.c.tenant == tenant)
+        async with self.engine.connect() as conn:
+            size = await conn.scalar(query)
+        return int(size) if size is not None else None
+
+    async def iter_raw(self, message_id: str, size: int,
+                       chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+        """The message's bytes in chunks, each read on its own: a download of a large message
+        never holds it whole in memory."""
+        for start in range(0, size, chunk):
+            data = await self.get_raw_slice(message_id, start, min(size, start + chunk))
+            if data is None:
+                return
+            yield data
+
+    async def get_part_content(self, message_id: str, part: Part) -> bytes | None:
+        """The decoded content of ``part``: from its slice of the raw bytes where the parse
+        step located it, else by parsing the message."""
+        if part.body_span is not None:
+            start, end = part.body_span
+            encoded = await self.get_raw_slice(message_id, start, end)
+            if encoded is None:
+                return None
+            return await asyncio.to_thread(decode_body, encoded, part.transfer_encoding)
+        raw = await self.get_raw(message_id)
+        if raw is None:
+            return None
+        try:
+            found = await asyncio.to_thread(part_bytes, raw, part.index)
+        except MalformedMessage:
+            return None
+        return found[0] if found else None
+
+    async def get_many_mailhog(self, message_ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored MailHog JSON of those messages that have one."""
+        if not message_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(message_artifacts.c.message_id, message_artifacts.c.mailhog).where(
+                    message_artifacts.c.message_id.in_(list(message_ids)),
+                    message_artifacts.c.mailhog.is_not(None))))
+        return {r.message_id: bytes(r.mailhog) for r in rows}
 
     async def save_checks(self, message_id: str, checks: dict[str, Any], *,
-                          run: int | None = None) -> bool:
-        """Store the check results; with ``run``, only if that run is the message's current
-        one (a superseded run must not overwrite a newer run's results)."""
+                          run: int | None = None, status: MessageStatus | None = None) -> bool:
+        """Store the check results (and, when given, the new status, in the same write); with
+        ``run``, only if that run is the message's current one (a superseded run must not
+        overwrite a newer run's results)."""
+        values: dict[str, Any] = {"checks": checks, "updated_ns": now_ns()}
+        if status is not None:
+            values.update(status=status, failure_reason=None)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(messages).where(*self._of(message_id, run=run)).values(
-                    checks=checks, updated_ns=now_ns()))
+                update(messages).where(*self._of(message_id, run=run)).values(**values))
         return bool(result.rowcount)
 
     async def set_status(self, message_id: str, status: MessageStatus,

@@ -1,13 +1,13 @@
 """Records the EmailPipeline history that the replay tests check against.
 
 Run ``python -m tests.histories.record`` only when EmailPipeline changes on purpose (and
-then with workflow.patched for running histories). It writes email_pipeline_final_state.json,
-a run with every patch so far: "final-state" and "parse-once" (the parse step stores the
-parsed view and returns a summary), "local-steps", "deliverability-checks" and "plugin-hooks"
-(the hooks of one active plugin). The older histories are kept as they are:
-email_pipeline.json (before all of them), email_pipeline_checks.json (checks only),
-email_pipeline_plugins.json (checks and hooks, regular activities) and
-email_pipeline_local.json (local steps, before final states and parse-once). Today's code
+then with workflow.patched for running histories). It writes email_pipeline_two_steps.json,
+a run with every patch so far: "final-state" and "two-steps" (parse and store, then all checks
+in one step that also marks the message, the active plugins' hooks in between: here those of
+one plugin). The older histories are kept as they are: email_pipeline.json (before all of
+them), email_pipeline_checks.json (checks only), email_pipeline_plugins.json (checks and
+hooks, regular activities), email_pipeline_local.json (local steps) and
+email_pipeline_final_state.json (final states and parse-once, each check its own step). Today's code
 cannot record them again, and their replays prove that runs started before each change still
 complete."""
 
@@ -70,7 +70,7 @@ async def record() -> None:
                 id="email-recorded@pat", task_queue=queue)
             await handle.result()
         history = await handle.fetch_history()
-        out = Path(__file__).parent / "email_pipeline_final_state.json"
+        out = Path(__file__).parent / "email_pipeline_two_steps.json"
         out.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
         await engine.dispose()
     await env.shutdown()

@@ -13,10 +13,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
-from activities.checks import CheckInput, SaveChecksInput
+from activities.checks import CHECK_NAMES, ChecksSummary, RunChecksInput
 from activities.parse import MALFORMED, MISSING, MarkInput, ParseInput, ParseSummary
-from activities.plugins import ActivePluginsInput
-from compliance.result import CheckResult
+from activities.plugins import ActivePluginsInput, HookResult, RunHookInput
 from pat.domain import EmailPipelineInput, SpooledMessage, workflow_id_for
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
@@ -29,8 +28,8 @@ CHECKS_HISTORY = HISTORIES / "email_pipeline_checks.json"
 PLUGINS_HISTORY = HISTORIES / "email_pipeline_plugins.json"
 LOCAL_HISTORY = HISTORIES / "email_pipeline_local.json"
 FINAL_STATE_HISTORY = HISTORIES / "email_pipeline_final_state.json"
+TWO_STEPS_HISTORY = HISTORIES / "email_pipeline_two_steps.json"
 SUMMARY = ParseSummary(subject="Hi", parts=1, attachments=0, defects=0)
-ALL_CHECKS = ["authentication", "blocklists", "content", "html_compatibility", "links", "spam"]
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Hi\r\n"
        b"Message-ID: <1@example.test>\r\n\r\nHello\r\n")
 
@@ -86,20 +85,13 @@ def _activity_name(fn: object) -> str:
 
 
 def _stand_in_checks(calls: list[object]) -> list[object]:
-    """Checks that each say "none", and a save that records what it was given."""
-    def check(name: str) -> object:
-        @activity.defn(name=f"check_{name}")
-        async def run(params: CheckInput) -> CheckResult:
-            return CheckResult(name=name, verdict="none", reason="stand-in")
-        return run
+    """Checks that record whether they were asked to mark the message processed too."""
+    @activity.defn(name="run_checks")
+    async def run_checks(params: RunChecksInput) -> ChecksSummary:
+        calls.append(("checks", params.mark_processed))
+        return ChecksSummary(verdicts={name: "none" for name in CHECK_NAMES}, score=100)
 
-    @activity.defn(name="save_checks")
-    async def save(params: SaveChecksInput) -> bool:
-        calls.append(("checks", sorted(r.name for r in params.results)))
-        return True
-
-    return [*(check(n) for n in ("authentication", "spam", "content", "html_compatibility",
-                                 "links", "blocklists")), save]
+    return [run_checks]
 
 
 async def test_malformed_message_is_marked_failed_without_retrying(
@@ -146,9 +138,8 @@ async def test_store_errors_are_retried_until_the_store_answers(temporal_client:
     result = await _run(temporal_client, _stand_in_worker(temporal_client, parse, calls), "m4")
     assert result.status == "processed"  # type: ignore[attr-defined]
     assert attempts == [1, 2, 3]
-    assert calls == [("plugins", "onEmailReceived"), ("checks", ALL_CHECKS),
-                     ("plugins", "onEmailValidated"), ("mark", "processed", None),
-                     ("plugins", "onEmailStored")]
+    # No plugin is active: parse, then the checks, which mark the message processed.
+    assert calls == [("checks", True)]
 
 
 async def test_an_unexpected_error_fails_the_run_and_marks_the_message_failed_with_it(
@@ -173,11 +164,11 @@ async def test_a_step_whose_retries_run_out_marks_the_message_failed(
     async def parse(params: ParseInput) -> ParseSummary:
         return SUMMARY
 
-    @activity.defn(name="save_checks")
-    async def save(params: SaveChecksInput) -> bool:
+    @activity.defn(name="run_checks")
+    async def run_checks(params: RunChecksInput) -> ChecksSummary:
         raise ApplicationError("the store refused the results", non_retryable=True)
 
-    worker = _stand_in_worker(temporal_client, parse, calls, save)
+    worker = _stand_in_worker(temporal_client, parse, calls, run_checks)
     with pytest.raises(WorkflowFailureError):
         await _run(temporal_client, worker, "m7")
     assert calls[-1] == ("mark", "failed", "the pipeline stopped: the store refused the results")
@@ -201,29 +192,27 @@ async def test_replay_of_a_recorded_run_with_the_checks_is_deterministic() -> No
     await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
 
 
-async def test_a_check_whose_activity_gives_up_is_an_error_result_not_a_failed_run(
+async def test_with_active_plugins_their_hooks_run_between_the_steps(
         temporal_client: Client) -> None:
     calls: list[object] = []
-    saved: list[SaveChecksInput] = []
 
     @activity.defn(name="parse_and_store")
     async def parse(params: ParseInput) -> ParseSummary:
-        return SUMMARY
+        return ParseSummary(subject="Hi", parts=1, attachments=0, defects=0,
+                            plugins={"onEmailReceived": ["tagger"], "onEmailValidated": ["judge"],
+                                     "onEmailStored": ["exporter"]})
 
-    @activity.defn(name="check_spam")
-    async def broken_spam(params: CheckInput) -> CheckResult:
-        raise RuntimeError("spamd client crashed")
+    @activity.defn(name="run_plugin_hook")
+    async def hook(params: RunHookInput) -> HookResult:
+        calls.append(("hook", params.plugin_id, params.hook))
+        return HookResult(plugin_id=params.plugin_id, hook=params.hook, status="ok")
 
-    @activity.defn(name="save_checks")
-    async def save(params: SaveChecksInput) -> bool:
-        saved.append(params)
-        return True
-
-    worker = _stand_in_worker(temporal_client, parse, calls, broken_spam, save)
-    result = await _run(temporal_client, worker, "m6")
+    result = await _run(temporal_client,
+                        _stand_in_worker(temporal_client, parse, calls, hook), "m6")
     assert result.status == "processed"  # type: ignore[attr-defined]
-    spam = next(r for r in saved[0].results if r.name == "spam")
-    assert spam.verdict == "error" and "spamd client crashed" in spam.reason
+    assert calls == [("hook", "tagger", "onEmailReceived"), ("checks", False),
+                     ("hook", "judge", "onEmailValidated"), ("mark", "processed", None),
+                     ("hook", "exporter", "onEmailStored")]
 
 
 async def test_replay_of_a_recorded_run_with_plugin_hooks_is_deterministic() -> None:
@@ -260,5 +249,19 @@ async def test_replay_of_a_recorded_run_with_final_states_and_parse_once_is_dete
     assert any('"final-state"' in m for m in markers)
     assert any('"parse_and_store"' in m for m in markers)
     assert not any('"persist_parsed"' in m for m in markers)
+    history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
+    await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
+
+
+async def test_replay_of_a_recorded_two_step_run_is_deterministic() -> None:
+    from temporalio.client import WorkflowHistory
+
+    recorded = json.loads(TWO_STEPS_HISTORY.read_text())
+    markers = [base64.b64decode(payload["data"]).decode()
+               for e in recorded["events"] if "markerRecordedEventAttributes" in e
+               for detail in e["markerRecordedEventAttributes"]["details"].values()
+               for payload in detail["payloads"]]
+    assert any('"two-steps"' in m for m in markers)
+    assert any('"run_checks"' in m for m in markers)
     history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
     await Replayer(workflows=[EmailPipeline]).replay_workflow(history)

@@ -16,10 +16,10 @@ import pytest
 from temporalio.client import Client
 from websockets.asyncio.client import connect
 
-from api.mailhog_json import V1_LIST_LIMIT, rfc1123z
 from api.routes import mailhog as mailhog_routes
 from api.safe_content import MESSAGE_BYTES_POLICY, content_disposition
 from pat.domain import SpooledMessage
+from pat.mailhog_json import V1_LIST_LIMIT, rfc1123z
 from tests.hostile import corpus as hostile
 from tests.hostile import smtp as hostile_smtp
 from tests.support.harness import RunningPat, make_settings, running_pat
@@ -194,7 +194,11 @@ async def test_download_raw_and_mime_part(pat_sqlite: RunningPat) -> None:
     raw = await http.get(f"/api/v1/messages/{single}/download")
     assert raw.status_code == 200
     assert raw.headers["content-type"] == "message/rfc822"
-    assert raw.headers["content-disposition"] == f'attachment; filename="{single}.eml"'
+    # The raw download carries the same safe headers as every response with message bytes.
+    assert raw.headers["content-disposition"] == content_disposition("attachment",
+                                                                     f"{single}.eml")
+    assert raw.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in raw.headers["content-security-policy"]
     assert raw.content == SINGLE  # as sent, dot-stuffing undone
 
     part = await http.get(f"/api/v1/messages/{multipart}/mime/part/1/download")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api import mailhog_json as mh
+from pat import mailhog_json as mh
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "mailhog"
 HOST = "pat.example"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pat.parsing import parse_message
+from pat.parsing import read_message
 from plugins.host import apply_header_changes, email_for_plugins
 from plugins.manifest import ManifestError, load_plugin_files, parse_manifest
 
@@ -66,7 +66,7 @@ def test_the_email_plugins_see_is_plain_json_with_bodies() -> None:
            b"Subject: Hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
            b"Content-Type: text/plain\r\n\r\nHello\r\n--b\r\nContent-Type: application/pdf\r\n"
            b"Content-Disposition: attachment; filename=r.pdf\r\n\r\nPDF\r\n--b--\r\n")
-    email = email_for_plugins(raw, parse_message(raw), message_id="m", tenant="t",
+    email = email_for_plugins(read_message(raw), size=len(raw), message_id="m", tenant="t",
                               mail_from="a@example.test", recipients=["b@example.test"],
                               received_ns=0, header_changes=[{"X-Tag": "1"}])
     assert email["from"] == {"name": "A", "address": "a@example.test"}

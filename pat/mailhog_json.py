@@ -37,6 +37,7 @@ import base64
 import binascii
 import logging
 import re
+import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -432,6 +433,32 @@ def messages_result(total: int, start: int, items: list[dict[str, JsonValue]]
                     ) -> dict[str, JsonValue]:
     """The v2 ``messagesResult``."""
     return {"total": total, "count": len(items), "start": start, "items": items}
+
+
+# --- stored JSON -------------------------------------------------------------------------------
+# The parse step stores each message's JSON, Go-encoded and compressed, so that the API serves
+# lists by joining stored text instead of rebuilding every message from its bytes per request.
+
+def stored_message(envelope: StoredEnvelope, raw: bytes, hostname: str) -> bytes:
+    """The message's MailHog JSON as stored with its artifact."""
+    text = go_json(build_message_or_minimal(envelope, raw, hostname))
+    return zlib.compress(text.encode("utf-8", "surrogateescape"), 6)
+
+
+def stored_text(stored: bytes) -> str:
+    """The Go-encoded JSON text of a stored message (``stored_message``)."""
+    return zlib.decompress(stored).decode("utf-8", "surrogateescape")
+
+
+def go_array(items: Sequence[str]) -> str:
+    """A JSON array of already encoded items, as Go writes it (``[]`` when empty)."""
+    return "[" + ",".join(items) + "]"
+
+
+def messages_result_text(total: int, start: int, items: Sequence[str]) -> str:
+    """The v2 ``messagesResult`` of already encoded items."""
+    return (f'{{"total":{total},"count":{len(items)},"start":{start},'
+            f'"items":{go_array(items)}}}')
 
 
 # --- mailhog/storage memory.go Search ----------------------------------------------------------

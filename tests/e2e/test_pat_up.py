@@ -96,11 +96,11 @@ def test_killed_up_leaves_no_service_behind_and_starts_again(pat_up: PatUp) -> N
         raise AssertionError("the API outlived a killed pat up")
     while time.monotonic() < deadline:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", int(pat_up.env["PAT_SPAMD_PORT"]))) != 0:
+            if probe.connect_ex(("127.0.0.1", int(pat_up.env["PAT_RSPAMD_PORT"]))) != 0:
                 break
         time.sleep(0.2)
     else:
-        raise AssertionError("spamd outlived a killed pat up")
+        raise AssertionError("rspamd outlived a killed pat up")
     time.sleep(1)
     pat_up.start()
     _wait_processed(pat_up, 1)
@@ -130,30 +130,51 @@ def _spam_result(pat: PatUp, message_id: str) -> dict[str, Any]:
     return result
 
 
-def test_up_starts_spamd_and_gtube_is_spam(pat_up: PatUp) -> None:
-    spamd_port = int(pat_up.env["PAT_SPAMD_PORT"])
-    assert f"Spam check   SpamAssassin spamd 127.0.0.1:{spamd_port}" in pat_up.output
-    with smtplib.SMTP("127.0.0.1", pat_up.smtp_port, timeout=30) as client:
+def _send_gtube(pat: PatUp) -> dict[str, Any]:
+    with smtplib.SMTP("127.0.0.1", pat.smtp_port, timeout=30) as client:
         client.sendmail("a@example.test", ["b@example.test"], GTUBE.read_bytes())
-    [message] = _wait_processed(pat_up, 1)
-    spam = _spam_result(pat_up, message["id"])
+    [message] = _wait_processed(pat, 1)
+    return _spam_result(pat, message["id"])
+
+
+def test_up_starts_rspamd_by_default_and_gtube_is_spam(pat_up: PatUp) -> None:
+    rspamd_port = int(pat_up.env["PAT_RSPAMD_PORT"])
+    assert (f"Spam check   rspamd 127.0.0.1:{rspamd_port} (log {pat_up.data_dir}/rspamd.log)"
+            in pat_up.output)
+    spam = _send_gtube(pat_up)
     assert spam["verdict"] == "fail", spam["reason"]
-    assert spam["details"]["is_spam"] is True
+    assert spam["details"]["engine"] == "rspamd" and spam["details"]["action"] == "reject"
     assert "GTUBE" in [rule["rule"] for rule in spam["details"]["rules"]]
 
     assert pat_up.stop() == 0
     with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", rspamd_port)) != 0, "rspamd outlived pat up"
+
+
+def test_up_with_spamassassin_starts_spamd_and_gtube_is_spam(pat_up_config: PatUp) -> None:
+    pat_up_config.env["PAT_SPAM_ENGINE"] = "spamassassin"
+    spamd_port = int(pat_up_config.env["PAT_SPAMD_PORT"])
+    pat_up_config.start()
+    try:
+        assert f"Spam check   SpamAssassin spamd 127.0.0.1:{spamd_port}" in pat_up_config.output
+        spam = _send_gtube(pat_up_config)
+        assert spam["verdict"] == "fail", spam["reason"]
+        assert spam["details"]["is_spam"] is True
+        assert "GTUBE" in [rule["rule"] for rule in spam["details"]["rules"]]
+    finally:
+        assert pat_up_config.stop() == 0
+    with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", spamd_port)) != 0, "spamd outlived pat up"
 
 
-def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailable(
+def test_up_without_rspamd_serves_mail_and_says_why_the_spam_check_is_unavailable(
         pat_up_config: PatUp) -> None:
-    spamd_port = int(pat_up_config.env["PAT_SPAMD_PORT"])
+    rspamd_port = int(pat_up_config.env["PAT_RSPAMD_PORT"])
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", spamd_port))  # bound, not listening: spamd cannot bind it
+        holder.bind(("127.0.0.1", rspamd_port))  # bound, not listening: rspamd cannot bind it
         pat_up_config.start()
         try:
-            assert (f"Spam check   unavailable: SpamAssassin spamd 127.0.0.1:{spamd_port} is "
+            assert (f"Spam check   unavailable: rspamd 127.0.0.1:{rspamd_port} is "
                     "not running") in pat_up_config.output
             _swaks(pat_up_config, "--to", "dev@example.test")
             [message] = _wait_processed(pat_up_config, 1)
@@ -161,5 +182,5 @@ def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailab
         finally:
             status = pat_up_config.stop()
     assert status == 0
-    assert "the spam check will say unavailable: spamd exited" in pat_up_config.output
+    assert "the spam check will say unavailable: rspamd exited" in pat_up_config.output
     assert "Address already in use" in pat_up_config.output

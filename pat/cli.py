@@ -1,5 +1,5 @@
-"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``send``, ``plugin``,
-``version``.
+"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``rspamd``, ``send``,
+``plugin``, ``version``.
 
 This is the composition root, the one module of the kernel that imports the other packages.
 It does so inside each subcommand, so that a command loads only what it runs and the rest of
@@ -101,6 +101,23 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
                 timeout_graceful_shutdown=3)
     return 0
+
+
+def cmd_rspamd(settings: Settings, _args: argparse.Namespace) -> int:
+    """The rspamd ``pat up`` runs, in the foreground and logging to the console, for layouts
+    where it is a service of its own (docker-compose.yml): this process becomes rspamd."""
+    account = _rspamd_account()
+    try:
+        binary, files = rspamd_embedded.prepare(settings.data_dir, _rspamd_listen(settings),
+                                                account)
+    except rspamd_embedded.RspamdSetupError as exc:
+        print(f"pat rspamd: {exc}", file=sys.stderr)
+        return 1
+    if account is not None:
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+    os.execv(binary, files.command(binary))
 
 
 def cmd_plugin(settings: Settings, args: argparse.Namespace) -> int:
@@ -355,6 +372,17 @@ def launch_spamd(settings: Settings) -> SpamEngineStart:
     return engine
 
 
+def _rspamd_account() -> pwd.struct_passwd | None:
+    return rspamd_embedded.service_account() if os.geteuid() == 0 else None
+
+
+def _rspamd_listen(settings: Settings) -> rspamd_embedded.RspamdListen:
+    return rspamd_embedded.RspamdListen(
+        host=settings.rspamd_host, port=settings.rspamd_port,
+        dns_resolver=settings.dns_resolver, dns_port=settings.dns_port,
+        dns_timeout=settings.dns_timeout)
+
+
 def launch_rspamd(settings: Settings) -> SpamEngineStart:
     """Start rspamd on rspamd_host:rspamd_port with the configuration of
     ``pat.rspamd_embedded``, or say why not; ``await_spam_engine`` waits for it."""
@@ -362,19 +390,12 @@ def launch_rspamd(settings: Settings) -> SpamEngineStart:
                              rspamd_embedded.rspamd_answers)
     if _found_running(engine, settings.rspamd_embedded, "RSPAMD"):
         return engine
-    account = rspamd_embedded.service_account() if os.geteuid() == 0 else None
+    account = _rspamd_account()
     try:
-        binary = rspamd_embedded.rspamd_binary()
-        files = rspamd_embedded.place(settings.data_dir, account)
-        rspamd_embedded.write_config(files, rspamd_embedded.RspamdListen(
-            host=settings.rspamd_host, port=settings.rspamd_port,
-            dns_resolver=settings.dns_resolver, dns_port=settings.dns_port,
-            dns_timeout=settings.dns_timeout), account)
+        binary, files = rspamd_embedded.prepare(settings.data_dir, _rspamd_listen(settings),
+                                                account)
     except rspamd_embedded.RspamdSetupError as exc:
         engine.problem = str(exc)
-        return engine
-    except OSError as exc:
-        engine.problem = f"cannot write rspamd's configuration: {exc}"
         return engine
     engine.files = files
     _spawn_engine(engine, files.command(binary), settings.data_dir / "rspamd.log", account)
@@ -510,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="run the SMTP gateway and outbox relay")
     sub.add_parser("worker", help="run the Temporal worker")
     sub.add_parser("api", help="run the web UI and HTTP APIs")
+    sub.add_parser("rspamd", help="run the spam check's rspamd as pat up does, in the "
+                   "foreground")
     sub.add_parser("version", help="print the version")
     send = sub.add_parser("send", help="sendmail-compatible: submit the message on stdin")
     send.add_argument("-t", action="store_true", help="take recipients from To, Cc and Bcc")
@@ -527,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up, "gateway": cmd_gateway, "worker": cmd_worker, "api": cmd_api,
+    "rspamd": cmd_rspamd,
     "version": cmd_version, "send": cmd_send, "plugin": cmd_plugin, "keys": cmd_keys,
 }
 

@@ -176,6 +176,19 @@ def write_config(files: RspamdFiles, listen: RspamdListen,
             os.chown(directory, account.pw_uid, account.pw_gid)
 
 
+def prepare(data_dir: Path, listen: RspamdListen,
+            account: pwd.struct_passwd | None) -> tuple[str, RspamdFiles]:
+    """The rspamd executable and its files, configured: what is left is to run
+    ``files.command(binary)`` as ``account`` (or as the current user when None)."""
+    binary = rspamd_binary()
+    files = place(data_dir, account)
+    try:
+        write_config(files, listen, account)
+    except OSError as exc:
+        raise RspamdSetupError(f"cannot write rspamd's configuration: {exc}") from exc
+    return binary, files
+
+
 def remove(files: RspamdFiles) -> None:
     if files.disposable:
         shutil.rmtree(files.root, ignore_errors=True)

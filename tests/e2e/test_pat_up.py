@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import smtplib
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from pat.rspamd_embedded import place, remove, rspamd_answers, service_account
 from tests.e2e.conftest import PatUp
 
 GTUBE = Path(__file__).parents[1] / "checks_corpus" / "gtube.eml"
@@ -184,3 +186,29 @@ def test_up_without_rspamd_serves_mail_and_says_why_the_spam_check_is_unavailabl
     assert status == 0
     assert "the spam check will say unavailable: rspamd exited" in pat_up_config.output
     assert "Address already in use" in pat_up_config.output
+
+
+def test_pat_rspamd_runs_pats_rspamd_in_the_foreground_until_stopped(
+        pat_up_config: PatUp) -> None:
+    rspamd_port = int(pat_up_config.env["PAT_RSPAMD_PORT"])
+    proc = subprocess.Popen([sys.executable, "-m", "pat", "rspamd"], env=pat_up_config.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not rspamd_answers("127.0.0.1", rspamd_port):
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+            assert time.monotonic() < deadline, "pat rspamd did not answer"
+            time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", rspamd_port), timeout=30) as sock:
+            body = GTUBE.read_bytes()
+            sock.sendall(b"POST /checkv2 HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body)
+            answer = b"".join(iter(lambda: sock.recv(4096), b""))
+        assert b'"action":"reject"' in answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        if os.geteuid() == 0:
+            remove(place(pat_up_config.data_dir, service_account()))
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", rspamd_port)) != 0

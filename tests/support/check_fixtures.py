@@ -28,12 +28,10 @@ from pat.rspamd_embedded import (
     RspamdFiles,
     RspamdListen,
     RspamdSetupError,
-    place,
+    prepare,
     remove,
     rspamd_answers,
-    rspamd_binary,
     service_account,
-    write_config,
 )
 from tests.support.dns_server import DnsServer
 from tests.support.postgres import free_port
@@ -210,15 +208,14 @@ class Rspamd:
 
 def start_rspamd(tmp: Path, dns_port: int) -> tuple[subprocess.Popen[bytes], RspamdFiles, int]:
     """rspamd as ``pat up`` starts it (pat.rspamd_embedded), resolving through ``dns_port``."""
+    account = service_account() if os.geteuid() == 0 else None
+    port = free_port()
     try:
-        binary = rspamd_binary()
+        binary, files = prepare(tmp, RspamdListen(host="127.0.0.1", port=port,
+                                                  dns_resolver="127.0.0.1", dns_port=dns_port,
+                                                  dns_timeout=1.0), account)
     except RspamdSetupError as exc:
         pytest.fail(f"{exc}: run scripts/system-deps.sh")
-    account = service_account() if os.geteuid() == 0 else None
-    files = place(tmp, account)
-    port = free_port()
-    write_config(files, RspamdListen(host="127.0.0.1", port=port, dns_resolver="127.0.0.1",
-                                     dns_port=dns_port, dns_timeout=1.0), account)
     as_account: dict[str, Any] = {}
     if account is not None:  # switched before exec, as pat up does
         as_account = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}

@@ -430,13 +430,6 @@ def await_spam_engine(engine: SpamEngineStart, timeout: float = 90) -> None:
     engine.problem = f"{engine.name} did not answer at {engine.address} within {timeout:.0f}s"
 
 
-def _stop_spam_engine(engine: SpamEngineStart) -> None:
-    if engine.process is not None:
-        _stop([engine.process])
-    if engine.files is not None:
-        rspamd_embedded.remove(engine.files)
-
-
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -517,9 +510,10 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
         print("stopping ...", flush=True)
         # The API and the gateway first, so nothing new arrives; Temporal last, so the worker
         # can hand back its tasks.
-        _stop(list(reversed(services.values())))
-        if spam is not None:
-            _stop_spam_engine(spam)
+        engine = [spam.process] if spam is not None and spam.process is not None else []
+        _stop([*reversed(services.values()), *engine])
+        if spam is not None and spam.files is not None:
+            rspamd_embedded.remove(spam.files)
         if temporal is not None:
             _stop([temporal])
 

@@ -6,8 +6,8 @@ every start: ``LOCAL_CONFDIR`` (its ``local.d/`` and ``override.d/``), ``DBDIR``
 ``RUNDIR`` are that directory's, so nothing of ``/etc/rspamd`` or ``/var/lib/rspamd`` is
 changed, and an rspamd of the system's, if one runs, is left alone. The overrides:
 
-- one normal worker process group on Pat's address, no controller and no proxy worker (they
-  would take rspamd's fixed ports 11334 and 11332; Pat needs neither);
+- the normal worker on Pat's address, no controller and no proxy worker (they would take
+  rspamd's fixed ports 11334 and 11332; Pat needs neither);
 - rspamd's DNS goes to PAT_DNS_RESOLVER, with PAT_DNS_TIMEOUT and one retransmit, so a
   resolver that does not answer costs seconds, not a hung check;
 - modules that ask services on the network other than DNS (fuzzy_check: rspamd.com's fuzzy
@@ -18,7 +18,7 @@ changed, and an rspamd of the system's, if one runs, is left alone. The override
 Modules that need redis (Bayes, neural, ratelimit, greylisting, reputation) switch themselves
 off without it; rspamd says so once in its log at start.
 
-Compiling rspamd's ~2,000 regular expressions with hyperscan takes ~15 s of CPU; the result
+Compiling rspamd's regular expressions with hyperscan takes 10-15 s of CPU; the result
 depends only on rspamd's version and rules, so one cache per account serves every data
 directory (``~/.cache/pat/rspamd-hyperscan``) and later starts take about a second."""
 

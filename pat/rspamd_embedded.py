@@ -114,11 +114,14 @@ def place(data_dir: Path, account: pwd.struct_passwd | None) -> RspamdFiles:
     named for the data directory, removed when rspamd stops."""
     root = data_dir.resolve() / "rspamd"
     if account is None:
-        return RspamdFiles(root, Path.home() / ".cache" / "pat" / "rspamd-hyperscan")
+        try:
+            return RspamdFiles(root, Path.home() / ".cache" / "pat" / "rspamd-hyperscan")
+        except RuntimeError:  # no home directory: the cache stays with the rest
+            return RspamdFiles(root, root / "hyperscan")
     home = Path(account.pw_dir)
     own_home = home.is_dir() and home.stat().st_uid == account.pw_uid
     if reachable(root, account):
-        return RspamdFiles(root, (home if own_home else root) / "pat-hyperscan")
+        return RspamdFiles(root, home / "pat-hyperscan" if own_home else root / "hyperscan")
     if not own_home:
         raise RspamdSetupError(
             f"rspamd runs as {account.pw_name}, which cannot reach {root}: set PAT_DATA_DIR "

@@ -1,16 +1,21 @@
 """PAT_SPAM_ENGINE as ``pat`` reads it: an unknown engine stops the command with the values it
 may take; ``none`` and an rspamd that is not Pat's to start are reported on the banner line
-without starting anything."""
+without starting anything; and where an embedded rspamd's files go."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
+
 from pat.cli import launch_spam_engine
+from pat.rspamd_embedded import RspamdSetupError, place
 from pat.settings import Settings
 
 
@@ -40,3 +45,35 @@ def test_an_rspamd_of_ones_own_that_does_not_answer_is_named(tmp_path: Path) -> 
     assert started.banner_line() == (f"  Spam check   unavailable: rspamd 127.0.0.1:{port} is "
                                      "not running\n")
     assert not (tmp_path / "rspamd").exists()  # nothing written for an rspamd not Pat's
+
+
+def _account(home: Path) -> pwd.struct_passwd:
+    """An account that owns nothing but, maybe, ``home``."""
+    return pwd.struct_passwd(("pat-test", "x", 54321, 54321, "", str(home), "/bin/false"))
+
+
+def test_rspamd_files_stay_in_the_data_dir_when_its_account_can_reach_it() -> None:
+    # Not under tmp_path: pytest's temporary directories are private to their owner.
+    with tempfile.TemporaryDirectory() as name:
+        open_dir = Path(name)
+        os.chmod(open_dir, 0o755)
+        files = place(open_dir / "data", _account(open_dir / "no-home"))
+        assert files.root == open_dir.resolve() / "data" / "rspamd"
+        assert files.hyperscan == files.root / "hyperscan" and not files.disposable
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another account needs root")
+def test_rspamd_files_move_to_its_accounts_home_when_the_data_dir_is_private(
+        tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    home = tmp_path / "home"
+    home.mkdir()
+    account = _account(home)
+    os.chown(home, account.pw_uid, account.pw_gid)
+    files = place(private / "data", account)
+    assert files.disposable and files.root.parent == home and files.hyperscan.parent == home
+    assert files == place(private / "data", account)  # the same place at every start
+
+    with pytest.raises(RspamdSetupError, match=r"cannot reach .*set PAT_DATA_DIR"):
+        place(private / "data", _account(tmp_path / "no-home"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from compliance import auth, blocklist, html, links, spam
+from compliance import auth, blocklist, html, links, rspamd, spam
 from compliance.dns import Lookup, ResolverConfig
 from compliance.report import build_report
 from compliance.result import CheckResult, Verdict, result
@@ -53,8 +53,18 @@ class CheckActivities:
     def __init__(self, settings: Settings, store: MessageStore) -> None:
         self._settings = settings
         self._store = store
-        self._spamd = spam.SpamdConfig(host=settings.spamd_host, port=settings.spamd_port,
-                                       timeout=settings.spamd_timeout)
+        self._spam = self._spam_engine(settings)
+
+    @staticmethod
+    def _spam_engine(s: Settings) -> spam.SpamEngine:
+        if s.spam_engine == "rspamd":
+            return rspamd.RspamdEngine(s.rspamd_host, s.rspamd_port, s.rspamd_timeout,
+                                       ResolverConfig(address=s.dns_resolver, port=s.dns_port,
+                                                      timeout=s.dns_timeout))
+        if s.spam_engine == "spamassassin":
+            return spam.SpamdConfig(host=s.spamd_host, port=s.spamd_port,
+                                    timeout=s.spamd_timeout)
+        return spam.SpamCheckOff("the spam check is turned off (PAT_SPAM_ENGINE=none)")
 
     def _lookup(self) -> Lookup:
         s = self._settings
@@ -98,7 +108,10 @@ class CheckActivities:
         loaded = await self._load(spam.SPAM, params.message_id)
         if isinstance(loaded, CheckResult):
             return loaded
-        return await spam.check_spam(loaded.raw, self._spamd)
+        message = loaded.message
+        return await self._spam.check(loaded.raw, spam.Envelope(
+            ip=self._sending_ip(message), helo=message.helo, mail_from=message.mail_from,
+            recipients=list(message.recipients), message_id=message.id))
 
     @activity.defn(name="check_content")
     async def check_content(self, params: CheckInput) -> CheckResult:

@@ -22,7 +22,7 @@ $(CANIEMAIL_DATA):
 
 caniemail: $(CANIEMAIL_DATA)
 
-# `pat up` starts spamd itself (PAT_SPAMD_EMBEDDED): the script installs it where missing.
+# `pat up` starts the spam engine itself (rspamd by default): the script installs it where missing.
 up: $(STAMP) $(CANIEMAIL_DATA)
 	scripts/system-deps.sh up
 	$(VENV)/bin/pat up

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
-from compliance import auth, blocklist, html, links, spam
+from compliance import auth, blocklist, html, links, rspamd, spam
 from compliance.dns import Lookup, ResolverConfig
 from compliance.report import build_report
 from compliance.result import CheckResult, Verdict, result
@@ -77,8 +77,18 @@ class CheckActivities:
     def __init__(self, settings: Settings, store: MessageStore) -> None:
         self._settings = settings
         self._store = store
-        self._spamd = spam.SpamdConfig(host=settings.spamd_host, port=settings.spamd_port,
-                                       timeout=settings.spamd_timeout)
+        self._spam = self._spam_engine(settings)
+
+    @staticmethod
+    def _spam_engine(s: Settings) -> spam.SpamEngine:
+        if s.spam_engine == "rspamd":
+            return rspamd.RspamdEngine(s.rspamd_host, s.rspamd_port, s.rspamd_timeout,
+                                       ResolverConfig(address=s.dns_resolver, port=s.dns_port,
+                                                      timeout=s.dns_timeout))
+        if s.spam_engine == "spamassassin":
+            return spam.SpamdConfig(host=s.spamd_host, port=s.spamd_port,
+                                    timeout=s.spamd_timeout)
+        return spam.SpamCheckOff("the spam check is turned off (PAT_SPAM_ENGINE=none)")
 
     def _lookup(self) -> Lookup:
         s = self._settings
@@ -110,8 +120,11 @@ class CheckActivities:
             mail_from=message.mail_from, helo=message.helo, lookup=self._lookup(),
             authserv_id=self._settings.smtp_hostname)
 
-    async def _spam(self, loaded: _Loaded) -> CheckResult:
-        return await spam.check_spam(loaded.raw, self._spamd)
+    async def _spam_check(self, loaded: _Loaded) -> CheckResult:
+        message = loaded.message
+        return await self._spam.check(loaded.raw, spam.Envelope(
+            ip=self._sending_ip(message), helo=message.helo, mail_from=message.mail_from,
+            recipients=list(message.recipients), message_id=message.id))
 
     async def _content(self, loaded: _Loaded) -> CheckResult:
         if loaded.reading is None:
@@ -149,7 +162,7 @@ class CheckActivities:
                                        s.dnsbl_domain_zones)
 
     def _checks(self) -> list[tuple[str, Callable[[_Loaded], Awaitable[CheckResult]]]]:
-        return [(AUTH, self._authentication), (spam.SPAM, self._spam),
+        return [(AUTH, self._authentication), (spam.SPAM, self._spam_check),
                 (html.CONTENT, self._content), (html.COMPATIBILITY, self._html_compatibility),
                 (links.LINKS, self._links), (blocklist.BLOCKLISTS, self._blocklists)]
 

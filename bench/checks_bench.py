@@ -1,23 +1,26 @@
-"""Deliverability checks benchmark (issue 3): checks per second and the time the checks add to
-the pipeline (p50, p95), with and without spamd.
+"""Deliverability checks benchmark (issues 3 and 8): checks per second and the time the checks
+add to the pipeline (p50, p95), without a spam engine and with each engine.
 
-    .venv/bin/python -m bench.checks_bench [--messages 64] [--workflows 100] [--skip-spamd]
+    .venv/bin/python -m bench.checks_bench [--messages 64] [--workflows 100]
+        [--spam-engine rspamd --spam-engine spamassassin | --spam-engine none]
 
 Everything runs on 127.0.0.1, in a temporary directory removed at the end: a SQLite store
 holding the messages of tests/corpus and tests/checks_corpus (the latter DKIM-signed for
 example.test), an authoritative DNS server on loopback (tests.support.dns_server) with the SPF,
-DKIM, DMARC and DNSBL records the checks ask for, so no query leaves the machine, spamd as the
-tests start it, and a Temporal dev server.
+DKIM, DMARC and DNSBL records the checks ask for, so no query leaves the machine, the spam
+engines as the tests start them (rspamd resolving through that server), and a Temporal dev
+server.
 
 1. "Direct" rows call each CheckActivities method over ``--messages`` messages, one call at a
-   time (calls/s, p50, p95 of one call), then all six at once per message with asyncio.gather,
-   as the workflow runs them (messages/s and the time of the slowest of the six).
+   time (calls/s, p50, p95 of one call), then the spam check alone with ``--spam-concurrency``
+   calls in flight (the messages/s the engine sustains), then all six at once per message with
+   asyncio.gather, as the workflow runs them (messages/s and the time of the slowest of the six).
 2. "Pipeline" rows run EmailPipeline end to end with ``workers.email.email_worker`` for
    ``--workflows`` messages, ``--concurrency`` at a time, with checks_enabled false and true,
    and time each run from start_workflow to its result; the difference is what the checks add.
 
-Both are measured without spamd (spamd_port is a closed port: the spam check says
-``unavailable`` at once) and, unless ``--skip-spamd``, with spamd."""
+Both are measured without a spam engine (PAT_SPAM_ENGINE=none) and with each ``--spam-engine``
+(default: rspamd and spamassassin), each started fresh for each measurement."""
 
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ import asyncio
 import base64
 import collections
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -51,13 +53,13 @@ from pat.parsing import MalformedMessage, parse_message
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
-from tests.support.check_fixtures import start_spamd, stop_spamd
+from tests.support.check_fixtures import start_rspamd, start_spamd, stop_rspamd, stop_spamd
 from tests.support.dns_server import DnsServer
-from tests.support.postgres import free_port
 from workers.email import email_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SENDING_IP = "1.2.3.4"      # authorised by example.test's SPF record
+SENDING_HOST = "mail.example.test"  # its forward-confirmed name, the HELO of every sample
 DOMAIN = "example.test"
 SELECTOR = "sel"
 WARMUP = 3  # calls, gathers or workflows before each timed run
@@ -86,6 +88,8 @@ def start_dns() -> tuple[DnsServer, bytes]:
     server.txt("_dmarc.soft.test", "v=DMARC1; p=none")
     server.a("spammy.test.dbl.test", "127.0.1.2")
     server.txt("spammy.test", "v=spf1 -all")
+    server.ptr(SENDING_IP, SENDING_HOST)  # the sending host, as a receiving MTA expects it
+    server.a(SENDING_HOST, SENDING_IP)
     server.start()
     return server, pem
 
@@ -117,7 +121,7 @@ async def insert(store: MessageStore, corpus: list[tuple[str, bytes, bool]], cou
     ids = [f"{prefix}-{index}" for index in range(count)]
     await store.insert_batch([SpooledMessage(
         id=message_id, tenant="default", mail_from=f"bounce@{DOMAIN}",
-        recipients=["dev@example.test"], helo="mail.example.test", peer=SENDING_IP,
+        recipients=["dev@example.test"], helo=SENDING_HOST, peer=SENDING_IP,
         data=corpus[index % len(corpus)][1]) for index, message_id in enumerate(ids)])
     return ids
 
@@ -143,37 +147,46 @@ def verdicts(results: list[CheckResult | str]) -> str:
     return " ".join(f"{verdict}={n}" for verdict, n in sorted(counted.items()))
 
 
-class SpamdService:
-    """spamd started as tests/support/check_fixtures.py starts it, fresh for each
+class SpamEngineService:
+    """A spam engine started as tests/support/check_fixtures.py starts it, fresh for each
     measurement so that each one starts from the same state."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, spam_engine: str, dns_port: int) -> None:
+        self.spam_engine = spam_engine
         self._tmp = tmp
-        self._process: subprocess.Popen[bytes] | None = None
+        self._dns_port = dns_port
+        self._stop: Callable[[], None] | None = None
         self._starts = 0
 
-    def restart(self) -> int:
+    def restart(self) -> dict[str, Any]:
+        """Start the engine afresh; the settings that point the checks at it."""
         self.stop()
         self._starts += 1
-        directory = self._tmp / f"spamd-{self._starts}"
+        directory = self._tmp / f"{self.spam_engine}-{self._starts}"
         directory.mkdir()
-        self._process, port = start_spamd(directory)
-        return port
+        if self.spam_engine == "rspamd":
+            rspamd, files, port = start_rspamd(directory, self._dns_port)
+            self._stop = lambda: stop_rspamd(rspamd, files)
+            return {"spam_engine": "rspamd", "rspamd_port": port}
+        spamd, port = start_spamd(directory)
+        self._stop = lambda: stop_spamd(spamd)
+        return {"spam_engine": "spamassassin", "spamd_port": port}
 
     def stop(self) -> None:
-        if self._process is not None:
-            stop_spamd(self._process)
-            self._process = None
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
 
 
-Fresh = Callable[[], Settings]  # the settings for the next measurement (a fresh spamd)
+Fresh = Callable[[], Settings]  # the settings of the next measurement (a fresh engine)
 
 
-async def direct(fresh: Fresh, store: MessageStore, ids: list[str]) -> None:
+async def direct(fresh: Fresh, store: MessageStore, ids: list[str],
+                 spam_concurrency: int) -> None:
     checks = CheckActivities(fresh(), store)
     methods: dict[str, Callable[[CheckInput], Awaitable[CheckResult]]] = {
         name: getattr(checks, name) for name in CHECKS}
-    for method in methods.values():  # warm up: imports, caniemail data, spamd's children
+    for method in methods.values():  # warm up: imports, caniemail data, the spam engine
         for message_id in ids[:WARMUP]:
             await call(method, message_id)
     for name, method in methods.items():
@@ -185,6 +198,7 @@ async def direct(fresh: Fresh, store: MessageStore, ids: list[str]) -> None:
             results.append(await call(method, message_id))
             latencies.append((time.perf_counter() - begin) * 1000)
         row(name, latencies, time.perf_counter() - started, "calls/s", verdicts(results))
+    await spam_in_flight(CheckActivities(fresh(), store), ids, spam_concurrency)
     checks = CheckActivities(fresh(), store)
     methods = {name: getattr(checks, name) for name in CHECKS}
     for message_id in ids[:2]:
@@ -199,6 +213,27 @@ async def direct(fresh: Fresh, store: MessageStore, ids: list[str]) -> None:
         latencies.append((time.perf_counter() - begin) * 1000)
     row("all six (gather)", latencies, time.perf_counter() - started, "msgs/s",
         verdicts(results))
+
+
+async def spam_in_flight(checks: CheckActivities, ids: list[str], concurrency: int) -> None:
+    """The spam check alone, ``concurrency`` calls in flight: what the engine sustains when
+    several pipelines ask it at once, as a busy worker does."""
+    for message_id in ids[:WARMUP]:
+        await call(checks.check_spam, message_id)
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def timed(message_id: str) -> CheckResult | str:
+        async with gate:
+            begin = time.perf_counter()
+            outcome = await call(checks.check_spam, message_id)
+            latencies.append((time.perf_counter() - begin) * 1000)
+            return outcome
+
+    started = time.perf_counter()
+    results = list(await asyncio.gather(*(timed(message_id) for message_id in ids)))
+    row(f"check_spam, {concurrency} in flight", latencies, time.perf_counter() - started,
+        "msgs/s", verdicts(results))
 
 
 async def pipeline(client: Client, settings: Settings, store: MessageStore,
@@ -252,7 +287,7 @@ async def phase(name: str, fresh: Fresh, store: MessageStore, client: Client,
     print(f"\n== {name} ==", flush=True)
     print(f"direct calls, {args.messages} messages, one at a time:", flush=True)
     await direct(fresh, store, await insert(store, corpus, args.messages,
-                                            uuid.uuid4().hex[:8]))
+                                            uuid.uuid4().hex[:8]), args.spam_concurrency)
     settings = fresh()
     print(f"pipeline, {args.workflows} workflows, {args.concurrency} at a time "
           f"(start_workflow -> result):", flush=True)
@@ -271,11 +306,11 @@ async def main(args: Any) -> None:
         corpus = load_corpus(pem)
         settings = Settings(
             data_dir=tmp, database_url="", dns_resolver="127.0.0.1", dns_port=dns.port,
-            dnsbl_ip_zones=["bl.test"], dnsbl_domain_zones=["dbl.test"],
-            spamd_host="127.0.0.1", spamd_port=free_port(), link_check_network=False,
-            checks_enabled=True)
+            dnsbl_ip_zones=["bl.test"], dnsbl_domain_zones=["dbl.test"], spam_engine="none",
+            link_check_network=False, checks_enabled=True)
         engine = make_engine(settings.store_url)
-        spamd = SpamdService(tmp)
+        services = [SpamEngineService(tmp, name, dns.port)
+                    for name in dict.fromkeys(args.spam_engine) if name != "none"]
         env = None
         try:
             await migrate(engine)
@@ -286,21 +321,23 @@ async def main(args: Any) -> None:
                                    temporal.TENANT])
             print(f"{len(corpus)} samples ({sum(not s[2] for s in corpus)} not parseable, "
                   f"left out of the pipeline runs); DNS on 127.0.0.1:{dns.port}", flush=True)
-            await phase(f"without spamd (port {settings.spamd_port} closed)",
+            await phase("without a spam engine (PAT_SPAM_ENGINE=none)",
                         lambda: settings, store, env.client, corpus, args)
-            if not args.skip_spamd:
-                def with_spamd() -> Settings:
-                    return settings.model_copy(update={"spamd_port": spamd.restart()})
+            for service in services:
+                def fresh(service: SpamEngineService = service) -> Settings:
+                    return settings.model_copy(update=service.restart())
 
-                await phase("with spamd (restarted before each measurement)", with_spamd,
-                            store, env.client, corpus, args)
+                await phase(f"with {service.spam_engine} (restarted before each measurement)",
+                            fresh, store, env.client, corpus, args)
+                service.stop()
             outside = sorted({name for name, _ in dns.queries
                               if name != "test" and not name.endswith(".test")})
             print(f"\nDNS queries, all answered by the loopback server: {len(dns.queries)}"
-                  + (f"; names outside .test (NXDOMAIN): {', '.join(outside)}"
+                  + (f"; names outside .test: {', '.join(outside)}"
                      if outside else ""))
         finally:
-            spamd.stop()
+            for service in services:
+                service.stop()
             if env is not None:
                 await env.shutdown()
             await engine.dispose()
@@ -315,8 +352,14 @@ def cli() -> None:
                         help="EmailPipeline runs per configuration")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="pipeline runs in flight at once (1: latency without queueing)")
-    parser.add_argument("--skip-spamd", action="store_true", help="only the runs without spamd")
+    parser.add_argument("--spam-concurrency", type=int, default=8,
+                        help="spam checks in flight at once in the spam engine's own row")
+    parser.add_argument("--spam-engine", action="append",
+                        choices=["rspamd", "spamassassin", "none"],
+                        help="engine to measure besides the run without one (repeatable; "
+                             "default: rspamd and spamassassin; none: only that run)")
     args = parser.parse_args()
+    args.spam_engine = args.spam_engine or ["rspamd", "spamassassin"]
     asyncio.run(main(args))
 
 

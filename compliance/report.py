@@ -98,10 +98,14 @@ def build_report(results: list[CheckResult]) -> dict[str, Any]:
         # Spam loses everything; below the threshold, points in proportion to the way there.
         points = SPAM_MAX if spam.verdict == Verdict.fail.value else min(
             SPAM_MAX / 2, max(0.0, score) / threshold * SPAM_MAX / 2)
-        lose(SPAM, points, f"SpamAssassin score {score:g} of threshold {threshold:g}")
+        # Results stored before rspamd was an engine name none: they are SpamAssassin's.
+        engine = str(spam.details.get("engine", "SpamAssassin"))
+        rule_word = "symbol" if engine == "rspamd" else "rule"
+        lose(SPAM, points, f"{engine} score {score:g} of threshold {threshold:g}")
         for rule in [r for r in spam.details.get("rules", []) if float(r["points"]) >= 1][:5]:
-            recommendations.append(f"SpamAssassin rule {rule['rule']} ({rule['points']:+g}): "
-                                   f"{rule['description']}")
+            described = f": {rule['description']}" if rule["description"] else ""
+            recommendations.append(f"{engine} {rule_word} {rule['rule']} "
+                                   f"({rule['points']:+g}){described}")
     elif spam:
         not_scored.append(f"spam: {spam.reason}")
 

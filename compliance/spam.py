@@ -1,12 +1,14 @@
-"""SpamAssassin's verdict through a real ``spamd`` (aiospamc's REPORT command): the score,
-the threshold and every rule that hit, with its points and description."""
+"""The spam check's engines: SpamAssassin's verdict through a real ``spamd`` (aiospamc's REPORT
+command) here, rspamd's in ``compliance.rspamd``. Each gives the score, the threshold and every
+rule that hit, with its points and description, in the same details, so the report and the UI
+read either."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import aiospamc  # type: ignore[import-untyped]
 from aiospamc.client import Client  # type: ignore[import-untyped]
@@ -26,6 +28,30 @@ _RULE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
 
 
 @dataclass(frozen=True)
+class Envelope:
+    """What the SMTP dialogue told Pat about a message, for engines whose rules use it (SPF,
+    the sending host's name): ``ip`` is the address SPF is evaluated for."""
+
+    ip: str
+    helo: str
+    mail_from: str
+    recipients: list[str]
+    message_id: str
+
+
+class SpamEngine(Protocol):
+    async def check(self, raw: bytes, envelope: Envelope) -> CheckResult: ...
+
+
+@dataclass(frozen=True)
+class SpamCheckOff:
+    reason: str
+
+    async def check(self, raw: bytes, envelope: Envelope) -> CheckResult:
+        return result(SPAM, Verdict.none, self.reason)
+
+
+@dataclass(frozen=True)
 class SpamdConfig:
     host: str
     port: int
@@ -38,6 +64,10 @@ class SpamdConfig:
         was a quarter of a busy worker's CPU."""
         timeout = aiospamc.Timeout(total=self.timeout, connection=min(self.timeout, 5.0))
         return Client(TcpConnectionManager(self.host, self.port, timeout=timeout))
+
+    async def check(self, raw: bytes, envelope: Envelope) -> CheckResult:
+        """spamc's protocol carries no envelope: spamd reads the Received headers."""
+        return await check_spam(raw, self)
 
 
 def parse_rules(report: str) -> list[dict[str, object]]:
@@ -77,8 +107,8 @@ async def check_spam(raw: bytes, config: SpamdConfig) -> CheckResult:
     score, threshold = float(spam.score), float(spam.threshold)
     rules = parse_rules(response.body.decode("utf-8", "replace"))
     rules.sort(key=lambda r: -float(r["points"]))  # type: ignore[arg-type]
-    details = {"score": score, "threshold": threshold, "is_spam": bool(spam.value),
-               "rules": rules, "spamd": where}
+    details = {"engine": "SpamAssassin", "score": score, "threshold": threshold,
+               "is_spam": bool(spam.value), "rules": rules, "spamd": where}
     if spam.value:
         top = ", ".join(str(r["rule"]) for r in rules[:3])
         return result(SPAM, Verdict.fail, f"SpamAssassin scores {score:g} (threshold "

@@ -1,5 +1,5 @@
-"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``send``, ``plugin``,
-``version``.
+"""The ``pat`` command: ``up``, ``gateway``, ``worker``, ``api``, ``rspamd``, ``send``,
+``plugin``, ``version``.
 
 This is the composition root, the one module of the kernel that imports the other packages.
 It does so inside each subcommand, so that a command loads only what it runs and the rest of
@@ -29,6 +29,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pat import rspamd_embedded
+from pat.rspamd_embedded import RspamdFiles
 from pat.settings import Settings, get_settings
 
 log = logging.getLogger("pat")
@@ -99,6 +101,23 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning",
                 timeout_graceful_shutdown=3)
     return 0
+
+
+def cmd_rspamd(settings: Settings, _args: argparse.Namespace) -> int:
+    """The rspamd ``pat up`` runs, in the foreground and logging to the console, for layouts
+    where it is a service of its own (docker-compose.yml): this process becomes rspamd."""
+    account = _rspamd_account()
+    try:
+        binary, files = rspamd_embedded.prepare(settings.data_dir, _rspamd_listen(settings),
+                                                account)
+    except rspamd_embedded.RspamdSetupError as exc:
+        print(f"pat rspamd: {exc}", file=sys.stderr)
+        return 1
+    if account is not None:
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+    os.execv(binary, files.command(binary))
 
 
 def cmd_plugin(settings: Settings, args: argparse.Namespace) -> int:
@@ -238,31 +257,46 @@ def _listening(host: str, port: int) -> bool:
 
 
 @dataclass
-class SpamEngine:
-    """The spam check's engine as ``pat up`` reports it: SpamAssassin's spamd at ``address``;
-    ``process`` and its ``log`` if pat up started it; ``problem`` says why the check will be
-    unavailable."""
+class SpamEngineStart:
+    """What ``pat up`` did about the spam check's engine: ``name`` (rspamd, SpamAssassin
+    spamd) at ``address``; ``process`` and its ``log`` if pat up started it; ``problem`` says
+    why the check will be unavailable. ``answers`` probes the address; ``files`` are an
+    embedded rspamd's."""
 
+    name: str
     address: str
+    answers: Callable[[str, int], bool]
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    files: RspamdFiles | None = None
     note: str = ""
     problem: str = ""
 
     def last_logged(self) -> str:
-        """spamd's last log line: why it exited (e.g. its port is in use)."""
+        """Why the engine exited, from the end of its log: spamd's last line; for rspamd,
+        whose last line is only "shutting down Rspamd due to fatal error", the first line of
+        its last start that names a failure (bar Bayes' complaint, at every start, that it
+        has no redis), e.g. its port being in use."""
         if self.log is None:
             return ""
         with self.log.open("rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 2048))
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
             lines = log.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else ""
+        if self.files is None:
+            return lines[-1] if lines else ""
+        starts = [i for i, line in enumerate(lines) if "is loading configuration" in line]
+        this_start = lines[starts[-1]:] if starts else lines
+        failures = [line for line in this_start if ("cannot" in line or "failed" in line)
+                    and "redis" not in line]
+        return (failures or this_start or [""])[0]
 
     def banner_line(self) -> str:
+        if not self.name:
+            return f"  Spam check   off ({self.note})\n"
         if self.problem:  # the reason follows the banner
-            return f"  Spam check   unavailable: SpamAssassin spamd {self.address} is not running\n"
+            return f"  Spam check   unavailable: {self.name} {self.address} is not running\n"
         note = f" ({self.note})" if self.note else ""
-        return f"  Spam check   SpamAssassin spamd {self.address}{note}\n"
+        return f"  Spam check   {self.name} {self.address}{note}\n"
 
 
 def _spamd_account() -> pwd.struct_passwd:
@@ -274,22 +308,54 @@ def _spamd_account() -> pwd.struct_passwd:
         return pwd.getpwnam("nobody")
 
 
-def launch_spamd(settings: Settings) -> SpamEngine:
-    """Start spamd on spamd_host:spamd_port, or say why not. It is not waited for here: it
-    loads its rules while the other services start (``await_spamd`` waits)."""
-    host, port = settings.spamd_host, settings.spamd_port
-    engine = SpamEngine(f"{host}:{port}")
-    if not settings.spamd_embedded:
-        engine.note = "PAT_SPAMD_EMBEDDED=false: not started by pat up"
-        if not spamd_answers(host, port):
-            engine.problem = f"no spamd answers at {host}:{port} (PAT_SPAMD_HOST/PORT)"
-        return engine
-    if spamd_answers(host, port):
+def _as_account(account: pwd.struct_passwd | None) -> dict[str, Any]:
+    """Popen's arguments to run a child as ``account``. Switched before exec, not with the
+    engine's own -u: spamd's root parent then changes its credentials, which clears the
+    parent-death signal _die_with_parent sets, and a killed pat up left spamd holding the
+    port."""
+    if account is None:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def _found_running(engine: SpamEngineStart, embedded: bool, setting: str) -> bool:
+    """Whether pat up is to start nothing: the engine is not embedded, something answers
+    already, or the port is taken by another program (``engine.problem`` then says so)."""
+    host, _, port = engine.address.rpartition(":")
+    if not embedded:
+        engine.note = f"PAT_{setting}_EMBEDDED=false: not started by pat up"
+        if not engine.answers(host, int(port)):
+            engine.problem = (f"no {engine.name} answers at {engine.address} "
+                              f"(PAT_{setting}_HOST/PORT)")
+        return True
+    if engine.answers(host, int(port)):
         engine.note = "already running, not started by pat up"
-        return engine
-    if _listening(host, port):
-        engine.problem = (f"{host}:{port} is taken by a program that is not spamd; "
-                          "set PAT_SPAMD_PORT to a free port")
+        return True
+    if _listening(host, int(port)):
+        engine.problem = (f"{engine.address} is taken by a program that is not "
+                          f"{engine.name}; set PAT_{setting}_PORT to a free port")
+        return True
+    return False
+
+
+def _spawn_engine(engine: SpamEngineStart, command: list[str], log: Path,
+                  account: pwd.struct_passwd | None) -> None:
+    # A file, not a pipe: nobody reads a pipe while the engine runs, and once it is full the
+    # engine blocks writing its log and stops answering.
+    engine.log = log
+    with log.open("ab") as log_file:
+        engine.process = _spawn(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, background=True,
+                                **_as_account(account))
+    engine.note = f"log {log}"
+
+
+def launch_spamd(settings: Settings) -> SpamEngineStart:
+    """Start spamd on spamd_host:spamd_port, or say why not. It is not waited for here: it
+    loads its rules while the other services start (``await_spam_engine`` waits)."""
+    engine = SpamEngineStart("SpamAssassin spamd", f"{settings.spamd_host}:{settings.spamd_port}",
+                             spamd_answers)
+    if _found_running(engine, settings.spamd_embedded, "SPAMD"):
         return engine
     binary = shutil.which("spamd") or "/usr/sbin/spamd"
     if not os.access(binary, os.X_OK):
@@ -299,27 +365,54 @@ def launch_spamd(settings: Settings) -> SpamEngine:
     # -x: no per-user preferences; -L: no network tests (the blocklists check makes its own
     # lookups through PAT_DNS_RESOLVER). Two children score faster than a worker drains its
     # pipelines, and each holds every rule in memory (~100 MB).
-    command = [binary, "--listen", f"{host}:{port}", "-x", "-L", "--min-children", "1",
+    command = [binary, "--listen", engine.address, "-x", "-L", "--min-children", "1",
                "--max-children", "2", "--syslog", "stderr"]
-    account: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        # Switched before exec, not with spamd's -u: its root parent then changes its
-        # credentials, which clears the parent-death signal _die_with_parent sets, and a
-        # killed pat up left spamd holding the port.
-        user = _spamd_account()
-        account = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    # A file, not a pipe: nobody reads a pipe while spamd runs, and once it is full spamd
-    # blocks writing its log and stops answering.
-    engine.log = settings.data_dir / "spamd.log"
-    with engine.log.open("ab") as log_file:
-        engine.process = _spawn(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                stderr=subprocess.STDOUT, background=True, **account)
-    engine.note = f"log {engine.log}"
+    _spawn_engine(engine, command, settings.data_dir / "spamd.log",
+                  _spamd_account() if os.geteuid() == 0 else None)
     return engine
 
 
-def await_spamd(engine: SpamEngine, timeout: float = 60) -> None:
-    """Wait until the spamd pat up started answers PING, or record why it does not."""
+def _rspamd_account() -> pwd.struct_passwd | None:
+    return rspamd_embedded.service_account() if os.geteuid() == 0 else None
+
+
+def _rspamd_listen(settings: Settings) -> rspamd_embedded.RspamdListen:
+    return rspamd_embedded.RspamdListen(
+        host=settings.rspamd_host, port=settings.rspamd_port,
+        dns_resolver=settings.dns_resolver, dns_port=settings.dns_port,
+        dns_timeout=settings.dns_timeout)
+
+
+def launch_rspamd(settings: Settings) -> SpamEngineStart:
+    """Start rspamd on rspamd_host:rspamd_port with the configuration of
+    ``pat.rspamd_embedded``, or say why not; ``await_spam_engine`` waits for it."""
+    engine = SpamEngineStart("rspamd", f"{settings.rspamd_host}:{settings.rspamd_port}",
+                             rspamd_embedded.rspamd_answers)
+    if _found_running(engine, settings.rspamd_embedded, "RSPAMD"):
+        return engine
+    account = _rspamd_account()
+    try:
+        binary, files = rspamd_embedded.prepare(settings.data_dir, _rspamd_listen(settings),
+                                                account)
+    except rspamd_embedded.RspamdSetupError as exc:
+        engine.problem = str(exc)
+        return engine
+    engine.files = files
+    _spawn_engine(engine, files.command(binary), settings.data_dir / "rspamd.log", account)
+    return engine
+
+
+def launch_spam_engine(settings: Settings) -> SpamEngineStart:
+    if settings.spam_engine == "rspamd":
+        return launch_rspamd(settings)
+    if settings.spam_engine == "spamassassin":
+        return launch_spamd(settings)
+    return SpamEngineStart("", "", lambda _host, _port: False, note="PAT_SPAM_ENGINE=none")
+
+
+def await_spam_engine(engine: SpamEngineStart, timeout: float = 90) -> None:
+    """Wait until the engine pat up started answers, or record why it does not. rspamd's
+    first start on a machine compiles its rules (~15 s of CPU, more on a busy machine)."""
     proc = engine.process
     if proc is None:
         return
@@ -327,14 +420,14 @@ def await_spamd(engine: SpamEngine, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            engine.problem = (f"spamd exited with status {proc.returncode}: "
+            engine.problem = (f"{engine.name} exited with status {proc.returncode}: "
                               f"{engine.last_logged()} ({engine.note})")
             engine.process = None
             return
-        if spamd_answers(host, int(port)):
+        if engine.answers(host, int(port)):
             return
         time.sleep(0.2)
-    engine.problem = f"spamd did not answer at {engine.address} within {timeout:.0f}s"
+    engine.problem = f"{engine.name} did not answer at {engine.address} within {timeout:.0f}s"
 
 
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -351,7 +444,8 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
-    """Everything in the foreground: Temporal dev server, spamd, worker, gateway, API."""
+    """Everything in the foreground: Temporal dev server, the spam engine (rspamd or spamd),
+    worker, gateway, API."""
     from pat.store.db import make_engine, migrate
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +458,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
     asyncio.run(prepare())
     temporal: subprocess.Popen[bytes] | None = None
     services: dict[str, subprocess.Popen[bytes]] = {}
-    spam = SpamEngine(f"{settings.spamd_host}:{settings.spamd_port}")
+    spam: SpamEngineStart | None = None
     stopping = False
 
     def on_signal(_sig: int, _frame: Any) -> None:
@@ -374,7 +468,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        spam = launch_spamd(settings)
+        spam = launch_spam_engine(settings)
         if settings.temporal_embedded:
             print("starting the Temporal dev server ...", flush=True)
             temporal = start_temporal_dev_server(settings)
@@ -384,7 +478,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
         _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"],
                        "the gateway")
         _wait_for_port(settings.http_host, settings.http_port, 60, services["api"], "the API")
-        await_spamd(spam)
+        await_spam_engine(spam)
         print(f"Pat {pat_version()} is up\n"
               f"  SMTP         {settings.smtp_host}:{settings.smtp_port}\n"
               f"  Web UI/API   http://{settings.http_host}:{settings.http_port}\n"
@@ -402,8 +496,8 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
                           file=sys.stderr)
                     return 1
             if spam.process is not None and spam.process.poll() is not None:
-                # The other services go on: only the spam check depends on spamd.
-                print(f"pat up: spamd exited with status {spam.process.returncode} "
+                # The other services go on: only the spam check depends on its engine.
+                print(f"pat up: {spam.name} exited with status {spam.process.returncode} "
                       f"({spam.note}); the spam check says unavailable until pat up restarts",
                       file=sys.stderr, flush=True)
                 spam.process = None
@@ -416,7 +510,10 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
         print("stopping ...", flush=True)
         # The API and the gateway first, so nothing new arrives; Temporal last, so the worker
         # can hand back its tasks.
-        _stop([*reversed(services.values()), *([spam.process] if spam.process else [])])
+        engine = [spam.process] if spam is not None and spam.process is not None else []
+        _stop([*reversed(services.values()), *engine])
+        if spam is not None and spam.files is not None:
+            rspamd_embedded.remove(spam.files)
         if temporal is not None:
             _stop([temporal])
 
@@ -428,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="run the SMTP gateway and outbox relay")
     sub.add_parser("worker", help="run the Temporal worker")
     sub.add_parser("api", help="run the web UI and HTTP APIs")
+    sub.add_parser("rspamd", help="run the spam check's rspamd as pat up does, in the "
+                   "foreground")
     sub.add_parser("version", help="print the version")
     send = sub.add_parser("send", help="sendmail-compatible: submit the message on stdin")
     send.add_argument("-t", action="store_true", help="take recipients from To, Cc and Bcc")
@@ -445,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up, "gateway": cmd_gateway, "worker": cmd_worker, "api": cmd_api,
+    "rspamd": cmd_rspamd,
     "version": cmd_version, "send": cmd_send, "plugin": cmd_plugin, "keys": cmd_keys,
 }
 

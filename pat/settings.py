@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -117,14 +118,28 @@ class Settings(BaseSettings):
     dnsbl_domain_zones: list[str] = Field(["dbl.spamhaus.org"], description="DNS blocklists "
                                           "the From and envelope domains are looked up in "
                                           "(JSON list).")
+    spam_engine: Literal["rspamd", "spamassassin", "none"] = Field(
+        "rspamd", description="Engine of the spam check: rspamd (its HTTP API at "
+        "rspamd_host:rspamd_port), spamassassin (spamd at spamd_host:spamd_port) or none "
+        "(the spam check says none).")
+    rspamd_host: str = Field("127.0.0.1", description="Host of rspamd's normal worker; when it "
+                             "does not answer the spam check says unavailable.")
+    rspamd_port: int = Field(11433, description="Port of rspamd's normal worker. Not rspamd's "
+                             "own 11333: Debian's package starts a system rspamd there, with "
+                             "its own configuration, and `pat up` runs Pat's beside it.")
+    rspamd_embedded: bool = Field(True, description="With spam_engine rspamd, `pat up` starts "
+                                  "rspamd on rspamd_host:rspamd_port (unless an rspamd already "
+                                  "answers there); set false to use an rspamd of your own.")
+    rspamd_timeout: float = Field(15.0, description="Seconds to wait for rspamd's verdict.")
     spamd_host: str = Field("127.0.0.1", description="Host of SpamAssassin's spamd; when it "
                             "does not answer the spam check says unavailable.")
     spamd_port: int = Field(7830, description="Port of spamd. Not SpamAssassin's own 783: "
                             "`pat up` starts spamd as an ordinary user, who cannot listen "
                             "below 1024.")
-    spamd_embedded: bool = Field(True, description="`pat up` starts SpamAssassin's spamd on "
-                                 "spamd_host:spamd_port (unless a spamd already answers "
-                                 "there); set false to use a spamd of your own.")
+    spamd_embedded: bool = Field(True, description="With spam_engine spamassassin, `pat up` "
+                                 "starts SpamAssassin's spamd on spamd_host:spamd_port (unless "
+                                 "a spamd already answers there); set false to use a spamd of "
+                                 "your own.")
     spamd_timeout: float = Field(15.0, description="Seconds to wait for spamd's verdict.")
     caniemail_data: Path = Field(
         Path("~/.cache/pat/caniemail/node_modules/caniemail/data/caniemail.json").expanduser(),

@@ -6,9 +6,16 @@ set -euo pipefail
 purpose="${1:-test}"
 need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
-# `make up`: SpamAssassin's daemon, which `pat up` starts for the spam check, and npm, which
-# installs the caniemail data (`make caniemail`).
-have_cmd spamd || [ -x /usr/sbin/spamd ] || need+=(spamassassin spamd)
+# `make up`: the spam check's engine, which `pat up` starts (PAT_SPAM_ENGINE: rspamd by
+# default, or SpamAssassin's spamd), and npm, which installs the caniemail data
+# (`make caniemail`). The tests run the spam check on both engines.
+engine="${PAT_SPAM_ENGINE:-rspamd}"
+if [ "$purpose" != "up" ] || [ "$engine" = rspamd ]; then
+  have_cmd rspamd || [ -x /usr/bin/rspamd ] || need+=(rspamd)
+fi
+if [ "$purpose" != "up" ] || [ "$engine" = spamassassin ]; then
+  have_cmd spamd || [ -x /usr/sbin/spamd ] || need+=(spamassassin spamd)
+fi
 have_cmd npm || need+=(npm)
 if [ "$purpose" != "up" ]; then
   have_cmd swaks || need+=(swaks)

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from pat import temporal
 from pat.cli import temporal_binary
 from pat.native_threads import let_native_callbacks_finish
-from tests.support.check_fixtures import spamd, test_dns  # noqa: F401  (session fixtures)
+from tests.support.check_fixtures import rspamd, spamd, test_dns  # noqa: F401  (session fixtures)
 from tests.support.dns_server import DnsServer
 from tests.support.harness import RunningPat, make_settings, running_pat
 from tests.support.postgres import PostgresServer

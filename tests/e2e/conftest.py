@@ -75,7 +75,8 @@ def pat_up_config(tmp_path: Path) -> PatUp:
     env = {**os.environ, "PAT_DATA_DIR": str(tmp_path / "data"), "PAT_SMTP_PORT": str(smtp),
            "PAT_HTTP_PORT": str(http), "PAT_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
            "PAT_TEMPORAL_UI_PORT": str(ui), "PAT_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui}",
-           "PAT_SPAMD_PORT": str(free_port()), "PAT_LOG_LEVEL": "WARNING"}
+           "PAT_SPAMD_PORT": str(free_port()), "PAT_RSPAMD_PORT": str(free_port()),
+           "PAT_LOG_LEVEL": "WARNING"}
     env.pop("PAT_DATABASE_URL", None)
     return PatUp(data_dir=tmp_path / "data", env=env, smtp_port=smtp, http_port=http,
                  temporal_port=temporal_port, ui_port=ui)

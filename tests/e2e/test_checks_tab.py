@@ -1,26 +1,15 @@
-"""The Checks tab of a message in a real browser, against ``pat up`` with a real spamd."""
+"""The Checks tab of a message in a real browser, against ``pat up`` with the rspamd it starts."""
 
 from __future__ import annotations
 
 import smtplib
-from pathlib import Path
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import PatUp
-from tests.e2e.conftest import pat_up_config as base_config
 from tests.e2e.test_web_ui import page  # noqa: F401  (the browser tab fixture)
-from tests.support.check_fixtures import Spamd
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-
-
-@pytest.fixture
-def pat_up_config(tmp_path: Path, spamd: Spamd) -> PatUp:
-    config: PatUp = base_config.__wrapped__(tmp_path)  # type: ignore[attr-defined]
-    config.env.update({"PAT_SPAMD_HOST": spamd.host, "PAT_SPAMD_PORT": str(spamd.port)})
-    return config
 
 
 def test_checks_tab_shows_score_verdicts_rules_and_recommendations(
@@ -43,6 +32,7 @@ def test_checks_tab_shows_score_verdicts_rules_and_recommendations(
     expect(verdicts.locator("tr[data-check=spam]")).to_contain_text("fail")
     expect(verdicts.locator("tr[data-check=content]")).to_contain_text("fail")
     expect(page.locator(".checks")).to_contain_text("GTUBE")
+    expect(page.locator(".checks h3", has_text="rspamd")).to_contain_text("action reject")
     expect(page.locator(".recommendations")).to_contain_text("List-Unsubscribe")
     expect(page.locator(".auth-results")).to_contain_text("dkim=none")
     page.screenshot(path="/tmp/pat-checks-tab.png", full_page=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import smtplib
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from pat.rspamd_embedded import place, remove, rspamd_answers, service_account
 from tests.e2e.conftest import PatUp
 
 GTUBE = Path(__file__).parents[1] / "checks_corpus" / "gtube.eml"
@@ -96,11 +98,11 @@ def test_killed_up_leaves_no_service_behind_and_starts_again(pat_up: PatUp) -> N
         raise AssertionError("the API outlived a killed pat up")
     while time.monotonic() < deadline:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", int(pat_up.env["PAT_SPAMD_PORT"]))) != 0:
+            if probe.connect_ex(("127.0.0.1", int(pat_up.env["PAT_RSPAMD_PORT"]))) != 0:
                 break
         time.sleep(0.2)
     else:
-        raise AssertionError("spamd outlived a killed pat up")
+        raise AssertionError("rspamd outlived a killed pat up")
     time.sleep(1)
     pat_up.start()
     _wait_processed(pat_up, 1)
@@ -130,30 +132,51 @@ def _spam_result(pat: PatUp, message_id: str) -> dict[str, Any]:
     return result
 
 
-def test_up_starts_spamd_and_gtube_is_spam(pat_up: PatUp) -> None:
-    spamd_port = int(pat_up.env["PAT_SPAMD_PORT"])
-    assert f"Spam check   SpamAssassin spamd 127.0.0.1:{spamd_port}" in pat_up.output
-    with smtplib.SMTP("127.0.0.1", pat_up.smtp_port, timeout=30) as client:
+def _send_gtube(pat: PatUp) -> dict[str, Any]:
+    with smtplib.SMTP("127.0.0.1", pat.smtp_port, timeout=30) as client:
         client.sendmail("a@example.test", ["b@example.test"], GTUBE.read_bytes())
-    [message] = _wait_processed(pat_up, 1)
-    spam = _spam_result(pat_up, message["id"])
+    [message] = _wait_processed(pat, 1)
+    return _spam_result(pat, message["id"])
+
+
+def test_up_starts_rspamd_by_default_and_gtube_is_spam(pat_up: PatUp) -> None:
+    rspamd_port = int(pat_up.env["PAT_RSPAMD_PORT"])
+    assert (f"Spam check   rspamd 127.0.0.1:{rspamd_port} (log {pat_up.data_dir}/rspamd.log)"
+            in pat_up.output)
+    spam = _send_gtube(pat_up)
     assert spam["verdict"] == "fail", spam["reason"]
-    assert spam["details"]["is_spam"] is True
+    assert spam["details"]["engine"] == "rspamd" and spam["details"]["action"] == "reject"
     assert "GTUBE" in [rule["rule"] for rule in spam["details"]["rules"]]
 
     assert pat_up.stop() == 0
     with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", rspamd_port)) != 0, "rspamd outlived pat up"
+
+
+def test_up_with_spamassassin_starts_spamd_and_gtube_is_spam(pat_up_config: PatUp) -> None:
+    pat_up_config.env["PAT_SPAM_ENGINE"] = "spamassassin"
+    spamd_port = int(pat_up_config.env["PAT_SPAMD_PORT"])
+    pat_up_config.start()
+    try:
+        assert f"Spam check   SpamAssassin spamd 127.0.0.1:{spamd_port}" in pat_up_config.output
+        spam = _send_gtube(pat_up_config)
+        assert spam["verdict"] == "fail", spam["reason"]
+        assert spam["details"]["is_spam"] is True
+        assert "GTUBE" in [rule["rule"] for rule in spam["details"]["rules"]]
+    finally:
+        assert pat_up_config.stop() == 0
+    with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", spamd_port)) != 0, "spamd outlived pat up"
 
 
-def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailable(
+def test_up_without_rspamd_serves_mail_and_says_why_the_spam_check_is_unavailable(
         pat_up_config: PatUp) -> None:
-    spamd_port = int(pat_up_config.env["PAT_SPAMD_PORT"])
+    rspamd_port = int(pat_up_config.env["PAT_RSPAMD_PORT"])
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", spamd_port))  # bound, not listening: spamd cannot bind it
+        holder.bind(("127.0.0.1", rspamd_port))  # bound, not listening: rspamd cannot bind it
         pat_up_config.start()
         try:
-            assert (f"Spam check   unavailable: SpamAssassin spamd 127.0.0.1:{spamd_port} is "
+            assert (f"Spam check   unavailable: rspamd 127.0.0.1:{rspamd_port} is "
                     "not running") in pat_up_config.output
             _swaks(pat_up_config, "--to", "dev@example.test")
             [message] = _wait_processed(pat_up_config, 1)
@@ -161,5 +184,31 @@ def test_up_without_a_spamd_serves_mail_and_says_why_the_spam_check_is_unavailab
         finally:
             status = pat_up_config.stop()
     assert status == 0
-    assert "the spam check will say unavailable: spamd exited" in pat_up_config.output
+    assert "the spam check will say unavailable: rspamd exited" in pat_up_config.output
     assert "Address already in use" in pat_up_config.output
+
+
+def test_pat_rspamd_runs_pats_rspamd_in_the_foreground_until_stopped(
+        pat_up_config: PatUp) -> None:
+    rspamd_port = int(pat_up_config.env["PAT_RSPAMD_PORT"])
+    proc = subprocess.Popen([sys.executable, "-m", "pat", "rspamd"], env=pat_up_config.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not rspamd_answers("127.0.0.1", rspamd_port):
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+            assert time.monotonic() < deadline, "pat rspamd did not answer"
+            time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", rspamd_port), timeout=30) as sock:
+            body = GTUBE.read_bytes()
+            sock.sendall(b"POST /checkv2 HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body)
+            answer = b"".join(iter(lambda: sock.recv(4096), b""))
+        assert b'"action":"reject"' in answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        if os.geteuid() == 0:
+            remove(place(pat_up_config.data_dir, service_account()))
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", rspamd_port)) != 0

@@ -32,7 +32,8 @@ GTUBE_LINE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.
 def _check_settings(tmp: Path, store_url: str | None, dns: SigningDns, spamd_port: int,
                     spamd_host: str = "127.0.0.1") -> Any:
     return make_settings(tmp, store_url, dns_resolver="127.0.0.1", dns_port=dns.port,
-                         dns_timeout=2.0, spf_evaluate_ip=SENDING_IP, spamd_host=spamd_host,
+                         dns_timeout=2.0, spf_evaluate_ip=SENDING_IP, spam_engine="spamassassin",
+                         spamd_host=spamd_host,
                          spamd_port=spamd_port, spamd_timeout=20, dnsbl_ip_zones=["bl.test"],
                          dnsbl_domain_zones=["dbl.test"])
 

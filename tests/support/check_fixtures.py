@@ -1,5 +1,6 @@
 """Real services for the deliverability checks: an authoritative DNS server on loopback with
-SPF, DKIM, DMARC and DNSBL records for keys generated here, and SpamAssassin's spamd."""
+SPF, DKIM, DMARC and DNSBL records for keys generated here, and the spam engines: rspamd,
+configured as ``pat up`` configures it and asking that DNS server, and SpamAssassin's spamd."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dkim  # type: ignore[import-untyped]
 import pytest
@@ -22,10 +24,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim.canonicalization import CanonicalizationPolicy  # type: ignore[import-untyped]
 from dkim.crypto import parse_pem_private_key  # type: ignore[import-untyped]
 
+from pat.rspamd_embedded import (
+    RspamdFiles,
+    RspamdListen,
+    RspamdSetupError,
+    prepare,
+    remove,
+    rspamd_answers,
+    service_account,
+)
 from tests.support.dns_server import DnsServer
 from tests.support.postgres import free_port
 
 SENDING_IP = "1.2.3.4"          # authorised by example.test's SPF record
+SENDING_HOST = "mta.example.test"  # SENDING_IP's name, forward-confirmed
 LISTED_IP = "1.2.3.5"           # on the test blocklist bl.test
 DOMAIN = "example.test"
 SELECTOR = "sel"
@@ -98,6 +110,12 @@ def test_dns() -> Iterator[SigningDns]:
     server.txt(f"{SELECTOR}._domainkey.{DOMAIN}", f"v=DKIM1; k=rsa; p={sender.public_b64}")
     server.txt(f"arc._domainkey.{FORWARDER}", f"v=DKIM1; k=rsa; p={forwarder.public_b64}")
     server.txt(DOMAIN, f"v=spf1 ip4:{SENDING_IP} ip4:{LISTED_IP} -all")
+    # The sending host as a receiving MTA expects it: a PTR name that resolves back, and a
+    # sender domain that has an address and an MX (rspamd's host name rules look).
+    server.ptr(SENDING_IP, SENDING_HOST)
+    server.a(SENDING_HOST, SENDING_IP)
+    server.a(DOMAIN, SENDING_IP)
+    server.mx(DOMAIN, SENDING_HOST)
     server.txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject; adkim=r; aspf=r")
     server.txt("soft.test", "v=spf1 ~all")
     server.txt("_dmarc.soft.test", "v=DMARC1; p=none")
@@ -180,3 +198,53 @@ def spamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spamd]:
     process, port = start_spamd(tmp_path_factory.mktemp("spamd"))
     yield Spamd("127.0.0.1", port)
     stop_spamd(process)
+
+
+@dataclass
+class Rspamd:
+    host: str
+    port: int
+
+
+def start_rspamd(tmp: Path, dns_port: int) -> tuple[subprocess.Popen[bytes], RspamdFiles, int]:
+    """rspamd as ``pat up`` starts it (pat.rspamd_embedded), resolving through ``dns_port``."""
+    account = service_account() if os.geteuid() == 0 else None
+    port = free_port()
+    try:
+        binary, files = prepare(tmp, RspamdListen(host="127.0.0.1", port=port,
+                                                  dns_resolver="127.0.0.1", dns_port=dns_port,
+                                                  dns_timeout=1.0), account)
+    except RspamdSetupError as exc:
+        pytest.fail(f"{exc}: run scripts/system-deps.sh")
+    as_account: dict[str, Any] = {}
+    if account is not None:  # switched before exec, as pat up does
+        as_account = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    log = tmp / "rspamd.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(files.command(binary), stdin=subprocess.DEVNULL,
+                                   stdout=sink, stderr=subprocess.STDOUT, **as_account)
+    # The first start on a machine compiles rspamd's rules into its hyperscan cache.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            remove(files)
+            pytest.fail(f"rspamd exited: {log.read_text(errors='replace')[-3000:]}")
+        if rspamd_answers("127.0.0.1", port):
+            return process, files, port
+        time.sleep(0.3)
+    stop_rspamd(process, files)
+    pytest.fail("rspamd did not answer /ping within 120 seconds")
+
+
+def stop_rspamd(process: subprocess.Popen[bytes], files: RspamdFiles) -> None:
+    stop_spamd(process)
+    remove(files)
+
+
+@pytest.fixture(scope="session")
+def rspamd(tmp_path_factory: pytest.TempPathFactory, test_dns: SigningDns) -> Iterator[Rspamd]:
+    """One rspamd for the session, resolving through ``test_dns``: its SPF, DKIM and DMARC
+    rules see the records the check tests publish."""
+    process, files, port = start_rspamd(tmp_path_factory.mktemp("rspamd"), test_dns.port)
+    yield Rspamd("127.0.0.1", port)
+    stop_rspamd(process, files)

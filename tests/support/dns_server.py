@@ -9,7 +9,7 @@ import socket
 from collections import defaultdict
 from typing import Any
 
-from dnslib import QTYPE, RCODE, RR, TXT, A  # type: ignore[import-untyped]
+from dnslib import MX, PTR, QTYPE, RCODE, RR, TXT, A  # type: ignore[import-untyped]
 from dnslib.server import (  # type: ignore[import-untyped]
     BaseResolver,
     DNSLogger,
@@ -57,6 +57,13 @@ class DnsServer:
 
     def a(self, name: str, address: str) -> None:
         self._zone.records[(name.lower(), "A")].append(A(address))
+
+    def ptr(self, ip: str, name: str) -> None:
+        reverse = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+        self._zone.records[(reverse, "PTR")].append(PTR(name))
+
+    def mx(self, name: str, exchange: str) -> None:
+        self._zone.records[(name.lower(), "MX")].append(MX(exchange))
 
     @property
     def queries(self) -> list[tuple[str, str]]:

@@ -51,11 +51,10 @@ def test_image_carries_the_caniemail_data_where_its_setting_points() -> None:
     assert copied == [_dockerfile_env()["PAT_CANIEMAIL_DATA"]]
 
 
-def test_compose_worker_asks_the_spamd_service_on_the_port_it_listens_on() -> None:
+def test_compose_worker_asks_the_rspamd_service_on_the_port_it_listens_on() -> None:
     services = _compose()["services"]
     worker_env = services["worker"]["environment"]
-    spamd = services[worker_env["PAT_SPAMD_HOST"]]
-    command = spamd["entrypoint"] + spamd["command"]
-    assert command[0] == "spamd"
-    listen = command[command.index("--listen") + 1]
-    assert listen.rpartition(":")[2] == worker_env["PAT_SPAMD_PORT"]
+    assert worker_env["PAT_SPAM_ENGINE"] == "rspamd"
+    rspamd = services[worker_env["PAT_RSPAMD_HOST"]]
+    assert rspamd["command"] == "rspamd"  # `pat rspamd`, the image's entrypoint being pat
+    assert rspamd["environment"]["PAT_RSPAMD_PORT"] == worker_env["PAT_RSPAMD_PORT"]

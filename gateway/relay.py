@@ -43,6 +43,10 @@ class TemporalStarter:
                     SearchAttributePair(temporal.SENDER, event.mail_from),
                     SearchAttributePair(temporal.RECIPIENTS, event.recipients),
                     SearchAttributePair(temporal.TENANT, event.tenant),
+                    # Known from the header section at arrival: set at the start, so that
+                    # the run does not have to write it to Temporal's visibility again.
+                    *([SearchAttributePair(temporal.SUBJECT, event.subject[:1000])]
+                      if event.subject else []),
                 ]))
         except WorkflowAlreadyStartedError:
             pass

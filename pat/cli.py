@@ -472,18 +472,27 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
         if settings.temporal_embedded:
             print("starting the Temporal dev server ...", flush=True)
             temporal = start_temporal_dev_server(settings)
-        for name in ("worker", "gateway", "api"):
-            services[name] = _spawn([sys.executable, "-m", "pat", name],
-                                    background=name == "worker")
+        workers = settings.worker_processes or os.cpu_count() or 1
+        for number in range(1, workers + 1):
+            # One per core: a worker is one Python process, bound to one core; Temporal hands
+            # the pipelines to whichever worker polls.
+            services[f"worker {number}" if workers > 1 else "worker"] = _spawn(
+                [sys.executable, "-m", "pat", "worker"], background=True)
+        for name in ("gateway", "api"):
+            services[name] = _spawn([sys.executable, "-m", "pat", name])
         _wait_for_port(settings.smtp_host, settings.smtp_port, 60, services["gateway"],
                        "the gateway")
         _wait_for_port(settings.http_host, settings.http_port, 60, services["api"], "the API")
         await_spam_engine(spam)
+        smtps = (f"  SMTPS        {settings.smtp_host}:{settings.smtp_tls_port} (implicit TLS)\n"
+                 if settings.smtp_tls_port else "")
         print(f"Pat {pat_version()} is up\n"
               f"  SMTP         {settings.smtp_host}:{settings.smtp_port}\n"
+              f"{smtps}"
               f"  Web UI/API   http://{settings.http_host}:{settings.http_port}\n"
               f"  Temporal UI  {settings.temporal_ui_url}\n"
               f"{spam.banner_line()}"
+              f"  Workers      {workers} process{'es' if workers > 1 else ''}\n"
               f"  data         {settings.data_dir.resolve()}\n"
               "Press Ctrl-C to stop.", flush=True)
         if spam.problem:

@@ -42,6 +42,7 @@ class EmailReceived:
     mail_from: str
     recipients: list[str]
     run: int = 0
+    subject: str | None = None  # as read from the header section at arrival
 
 
 def workflow_id_for(message_id: str, run: int = 0) -> str:

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     temporal_embedded: bool = Field(True, description="`pat up` starts a Temporal dev server "
                                     "itself; set false to use the server at temporal_address.")
 
+    worker_processes: int = Field(0, ge=0, description="Worker processes `pat up` starts; 0 "
+                                  "means one per CPU core. (`pat worker` is always one.)")
     worker_activity_slots: int = Field(16, description="Activities one worker runs at once.")
     worker_workflow_task_slots: int = Field(8, description="Workflow tasks one worker runs at "
                                             "once. Kept small so that under a backlog a task "

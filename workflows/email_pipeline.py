@@ -1,33 +1,32 @@
-"""EmailPipeline: one run per received message, id ``email-<message id>``.
+"""EmailPipeline: one run per received message, id ``email-<message id>`` (a reprocess:
+``email-<message id>-r<n>``).
 
-parse -> persist the parsed view -> deliverability checks in parallel -> store their results
-and report -> mark processed. A message that cannot be parsed is not retried: it is marked
-``failed`` with the reason and kept. Store hiccups are retried with backoff; a message deleted
-before its pipeline ran ends the run quietly. A check that fails, even one whose activity
-gives up, is a result with verdict ``error``: it never fails the pipeline.
+Two steps, each a local activity (a marker in the Temporal UI with its type, attempt and
+result, and no round trip through a task queue):
 
-Plugins' hooks run around them: ``onEmailReceived`` after the parsed view is stored,
-``onEmailValidated`` with the check results, ``onEmailStored`` once the message is processed.
-A plugin's failure is its own recorded result; the pipeline carries on.
+1. ``parse_and_store``: parse the message once and store all that readers need of it (the
+   parsed view, the decoded bodies, MailHog's JSON); it returns a small summary and the
+   tenant's active plugins per hook, so nothing in the history grows with the message;
+2. ``run_checks``: the six deliverability checks at once on what was stored; their results,
+   the report and the status ``processed`` in one write.
 
-Since the "local-steps" patch, parse, persist, the checks and the marks run as local
-activities: each still shows in the Temporal UI (as a local-activity marker with its type,
-attempt and result), but none costs a round trip through a task queue. With twelve steps per
-email that round trip, not the work, bounded how many emails a 2-core machine could process.
-Plugin hooks stay regular activities: each attempt of a user's code is an event of its own.
+Active plugins' hooks run as activities of their own around them: ``onEmailReceived`` after
+the parse, ``onEmailValidated`` after the checks (and then a third local step marks the
+message processed), ``onEmailStored`` at the end. A plugin's failure is its own recorded
+result; the pipeline carries on. A message that is not an email is marked ``failed`` with the
+reason, without retrying; one deleted before its pipeline ran ends the run quietly; a check
+that fails is a result with verdict ``error``.
 
-Every run ends in a state the user can see on the message. Since the "final-state" patch,
-whatever stops a run other than success (a step whose retries are exhausted, an error in this
-code, cancellation) marks the message ``failed`` with the reason before the run fails; what no
-workflow code can see (termination, a timeout) is marked by the worker's sweep of ended runs
-(``workers/ended_runs.py``). Each run carries its number (``run``: 0 on arrival, n for the
-n-th reprocess), and the store ignores marks of a run that a newer one has superseded.
+Every run ends in a state the user can see on the message: whatever stops a run other than
+success (a step whose retries are exhausted, an error in this code, cancellation) marks the
+message ``failed`` with the reason before the run fails; what no workflow code can see
+(termination, a timeout) is marked by the worker's sweep of ended runs
+(``workers/ended_runs.py``). Each run carries its number (``run``), and the store ignores the
+marks of a run that a newer one has superseded.
 
-Since the "parse-once" patch the parse step stores the parsed view itself and returns a small
-summary, so nothing in the history grows with the message.
-
-The checks, the plugin hooks, local steps, final states and parse-once came after runs were
-already recorded: they sit behind ``workflow.patched(...)`` so that those histories replay."""
+Runs started before the "two-steps" patch go on step by step as they were recorded (each
+check its own step; local steps, checks and plugin hooks behind their own, older patches), so
+that those histories replay."""
 
 from __future__ import annotations
 
@@ -69,9 +68,7 @@ STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_
                           non_retryable_error_types=[MALFORMED, MISSING])
 TIMEOUT = timedelta(seconds=30)
 LOCAL_STEPS_PATCH = "local-steps"
-FINAL_STATE_PATCH = "final-state"
 TWO_STEPS_PATCH = "two-steps"
-PARSE_ONCE_PATCH = "parse-once"
 PIPELINE_FAILED = "PipelineFailed"
 CHECKS_PATCH = "deliverability-checks"
 PLUGINS_PATCH = "plugin-hooks"
@@ -122,16 +119,20 @@ def _application_error(err: ActivityError | ApplicationError) -> ApplicationErro
     return err.cause if isinstance(err.cause, ApplicationError) else None
 
 
-@workflow.defn(name=temporal.EMAIL_PIPELINE)
+# Not in the sandbox: the sandbox re-imports and recompiles the workflow's modules for every
+# run, which was the largest part of the worker's time per email (measured with py-spy; see
+# the README's performance section). This workflow is Pat's own code: it touches no clock,
+# random source or I/O but Temporal's, keeps no state in its modules, and its replay tests
+# (tests/histories) catch a change that breaks determinism. Users' own workflows keep the
+# sandbox.
+@workflow.defn(name=temporal.EMAIL_PIPELINE, sandboxed=False)
 class EmailPipeline:
     @workflow.run
     async def run(self, params: EmailPipelineInput) -> EmailPipelineResult:
-        if not workflow.patched(FINAL_STATE_PATCH):
-            return await self._pipeline(params, final_state=False)
+        if not workflow.patched(TWO_STEPS_PATCH):
+            return await self._stepwise(params)
         try:
-            if workflow.patched(TWO_STEPS_PATCH):
-                return await self._two_steps(params)
-            return await self._pipeline(params, final_state=True)
+            return await self._two_steps(params)
         except asyncio.CancelledError:
             await self._mark_failed(params, "the pipeline run was cancelled")
             raise
@@ -160,7 +161,7 @@ class EmailPipeline:
             if ended is None:
                 raise
             return ended
-        workflow.upsert_search_attributes([temporal.SUBJECT.value_set(summary.subject[:1000])])
+        # The subject is a search attribute from the start (the relay read it at arrival).
         hooks = summary.plugins
         if hooks.get("onEmailReceived"):
             await run_hooks("onEmailReceived", params.message_id, tenant=params.tenant,
@@ -181,33 +182,23 @@ class EmailPipeline:
         return EmailPipelineResult(params.message_id, "processed",
                                    None if checked.stored else "superseded or deleted")
 
-    async def _pipeline(self, params: EmailPipelineInput, *,
-                        final_state: bool) -> EmailPipelineResult:
-        # Runs recorded before the "final-state" patch made marks without a run number.
-        run = params.run if final_state else None
+    async def _stepwise(self, params: EmailPipelineInput) -> EmailPipelineResult:
+        """Runs started before the "two-steps" patch, step by step as they were recorded."""
         local = workflow.patched(LOCAL_STEPS_PATCH)
         try:
-            if workflow.patched(PARSE_ONCE_PATCH):
-                summary = await _step(local, EmailActivities.parse_and_store,
-                                      ParseInput(params.message_id))
-                subject = summary.subject
-            else:
-                parsed = await _step(local, EmailActivities.parse_message,
-                                     ParseInput(params.message_id))
-                subject = parsed.subject
+            parsed = await _step(local, EmailActivities.parse_message,
+                                 ParseInput(params.message_id))
         except (ActivityError, ApplicationError) as err:
             cause = _application_error(err)
             if cause is not None and cause.type == MISSING:
                 return EmailPipelineResult(params.message_id, "missing", cause.message)
             if cause is not None and cause.type == MALFORMED:
                 await _step(local, EmailActivities.mark_message,
-                            MarkInput(params.message_id, "failed", cause.message, run=run))
+                            MarkInput(params.message_id, "failed", cause.message))
                 return EmailPipelineResult(params.message_id, "failed", cause.message)
             raise
-        workflow.upsert_search_attributes([temporal.SUBJECT.value_set(subject[:1000])])
-        if not workflow.patched(PARSE_ONCE_PATCH):
-            await _step(local, EmailActivities.persist_parsed,
-                        PersistInput(params.message_id, parsed))
+        workflow.upsert_search_attributes([temporal.SUBJECT.value_set(parsed.subject[:1000])])
+        await _step(local, EmailActivities.persist_parsed, PersistInput(params.message_id, parsed))
         plugins = workflow.patched(PLUGINS_PATCH)
         if plugins:
             await run_hooks("onEmailReceived", params.message_id, tenant=params.tenant)
@@ -215,12 +206,12 @@ class EmailPipeline:
             results = await asyncio.gather(*(_run_check(name, method, params.message_id, local)
                                              for name, method in CHECKS))
             await _step(local, CheckActivities.save_checks,
-                        SaveChecksInput(params.message_id, list(results), run=run))
+                        SaveChecksInput(params.message_id, list(results)))
             if plugins:
                 await run_hooks("onEmailValidated", params.message_id, tenant=params.tenant,
                                 payload={r.name: r.to_dict() for r in results})
         await _step(local, EmailActivities.mark_message,
-                    MarkInput(params.message_id, "processed", run=run))
+                    MarkInput(params.message_id, "processed"))
         if plugins:
             await run_hooks("onEmailStored", params.message_id, tenant=params.tenant)
         return EmailPipelineResult(params.message_id, "processed")

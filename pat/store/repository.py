@@ -113,7 +113,8 @@ class MessageStore:
 
     async def unpublished(self, limit: int) -> list[tuple[int, EmailReceived]]:
         query = (select(outbox.c.id, outbox.c.message_id, outbox.c.tenant, outbox.c.size,
-                        outbox.c.run, messages.c.mail_from, messages.c.recipients)
+                        outbox.c.run, messages.c.mail_from, messages.c.recipients,
+                        messages.c.subject)
                  .join(messages, messages.c.id == outbox.c.message_id)
                  .where(outbox.c.published_ns.is_(None))
                  .order_by(outbox.c.id).limit(limit))
@@ -121,7 +122,7 @@ class MessageStore:
             rows = (await conn.execute(query)).all()
         return [(r.id, EmailReceived(message_id=r.message_id, tenant=r.tenant, size=r.size,
                                      mail_from=r.mail_from, recipients=list(r.recipients),
-                                     run=r.run))
+                                     run=r.run, subject=r.subject))
                 for r in rows]
 
     async def mark_published(self, outbox_ids: Sequence[int]) -> None:

@@ -2,12 +2,11 @@
 
 Run ``python -m tests.histories.record`` only when EmailPipeline changes on purpose (and
 then with workflow.patched for running histories). It writes email_pipeline_two_steps.json,
-a run with every patch so far: "final-state" and "two-steps" (parse and store, then all checks
-in one step that also marks the message, the active plugins' hooks in between: here those of
-one plugin). The older histories are kept as they are: email_pipeline.json (before all of
-them), email_pipeline_checks.json (checks only), email_pipeline_plugins.json (checks and
-hooks, regular activities), email_pipeline_local.json (local steps) and
-email_pipeline_final_state.json (final states and parse-once, each check its own step). Today's code
+a run of today's pipeline ("two-steps": parse and store, then all checks in one step that
+also marks the message, the active plugins' hooks in between: here those of one plugin). The
+older histories are kept as they are: email_pipeline.json (before all patches),
+email_pipeline_checks.json (checks only), email_pipeline_plugins.json (checks and hooks,
+regular activities) and email_pipeline_local.json (local steps). Today's code
 cannot record them again, and their replays prove that runs started before each change still
 complete."""
 
@@ -24,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from pat import temporal
 from pat.cli import temporal_binary
 from pat.domain import EmailPipelineInput, SpooledMessage
+from pat.native_threads import let_native_callbacks_finish
 from pat.settings import Settings
 from pat.store.db import make_engine, migrate
 from pat.store.repository import MessageStore
@@ -78,3 +78,4 @@ async def record() -> None:
 
 if __name__ == "__main__":
     asyncio.run(record())
+    let_native_callbacks_finish()

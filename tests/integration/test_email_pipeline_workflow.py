@@ -27,7 +27,6 @@ HISTORY = HISTORIES / "email_pipeline.json"
 CHECKS_HISTORY = HISTORIES / "email_pipeline_checks.json"
 PLUGINS_HISTORY = HISTORIES / "email_pipeline_plugins.json"
 LOCAL_HISTORY = HISTORIES / "email_pipeline_local.json"
-FINAL_STATE_HISTORY = HISTORIES / "email_pipeline_final_state.json"
 TWO_STEPS_HISTORY = HISTORIES / "email_pipeline_two_steps.json"
 SUMMARY = ParseSummary(subject="Hi", parts=1, attachments=0, defects=0)
 RAW = (b"From: App <app@example.test>\r\nTo: dev@example.test\r\nSubject: Hi\r\n"
@@ -233,22 +232,6 @@ async def test_replay_of_a_recorded_run_with_local_steps_is_deterministic() -> N
     scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
                  for e in recorded["events"] if "activityTaskScheduledEventAttributes" in e]
     assert scheduled == ["run_plugin_hook"]  # every other step ran as a local activity
-    history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
-    await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
-
-
-async def test_replay_of_a_recorded_run_with_final_states_and_parse_once_is_deterministic(
-        ) -> None:
-    from temporalio.client import WorkflowHistory
-
-    recorded = json.loads(FINAL_STATE_HISTORY.read_text())
-    markers = [base64.b64decode(payload["data"]).decode()
-               for e in recorded["events"] if "markerRecordedEventAttributes" in e
-               for detail in e["markerRecordedEventAttributes"]["details"].values()
-               for payload in detail["payloads"]]
-    assert any('"final-state"' in m for m in markers)
-    assert any('"parse_and_store"' in m for m in markers)
-    assert not any('"persist_parsed"' in m for m in markers)
     history = WorkflowHistory.from_json(workflow_id="email-recorded", history=recorded)
     await Replayer(workflows=[EmailPipeline]).replay_workflow(history)
 

@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import sqlite3
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -349,9 +348,3 @@ def settled_rss(pids: list[int], *, window: float = 5, tolerance_kib: int = 2 * 
 def mib(kib: int) -> str:
     return f"{kib / MIB:,.0f} MiB"
 
-
-def run_quietly(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{cmd[0]} did not finish within {timeout:.0f}s") from exc

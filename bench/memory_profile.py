@@ -169,23 +169,27 @@ def send_copies(port: int, templates: list[Template], count: int, sessions: int)
 
 @dataclass
 class ProcessMemory:
-    """RSS (KiB) of each process by pid, at each moment, and its name."""
+    """RSS (KiB) of each process at each moment, by its name: a role such as ``worker`` or
+    ``spamd child #1``, so that a process replaced in between (spamd recycles its children)
+    is compared with the one it replaced."""
 
-    names: dict[int, str] = field(default_factory=dict)
-    start: dict[int, int] = field(default_factory=dict)
-    idle: dict[int, int] = field(default_factory=dict)
-    loaded: dict[int, int] = field(default_factory=dict)
-    peak: dict[int, int] = field(default_factory=dict)
+    start: dict[str, int] = field(default_factory=dict)
+    idle: dict[str, int] = field(default_factory=dict)
+    loaded: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
     settle_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def names(self) -> set[str]:
+        return {*self.start, *self.idle, *self.loaded}
 
 
 def snapshot(root: int, memory: ProcessMemory, moment: str, timeout: float) -> None:
-    memory.names.update(label_processes(root))
-    pids = [p for p in process_tree(root) if p in memory.names]
-    found, waited = settled_rss(pids, timeout=timeout)
-    setattr(memory, moment, found)
+    names = label_processes(root)
+    found, waited = settled_rss(list(names), timeout=timeout)
+    setattr(memory, moment, {names[pid]: kib for pid, kib in found.items()})
     memory.settle_seconds.append(waited)
-    memory.peak = peak_kib(pids)
+    memory.peak = {names[pid]: kib for pid, kib in peak_kib(list(names)).items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,12 +548,11 @@ def report_memory(run: ServerRun, limit_kib: int, judge: bool) -> bool:
     print(f"\n{run.name}: resident memory (MiB) per process")
     print(f"  {'process':<24}{'start':>8}{'idle':>8}{'loaded':>8}{'peak':>8}{'loaded-idle':>13}")
     passed = True
-    order = sorted(mem.names, key=lambda p: (not is_judged(mem.names[p]), mem.names[p]))
-    for pid in order:
-        name = mem.names[pid]
-        cells = [mem.start.get(pid), mem.idle.get(pid), mem.loaded.get(pid), mem.peak.get(pid)]
+    for name in sorted(mem.names, key=lambda n: (not is_judged(n), n)):
+        cells = [mem.start.get(name), mem.idle.get(name), mem.loaded.get(name),
+                 mem.peak.get(name)]
         shown = "".join(f"{c / MIB:>8,.0f}" if c else f"{'-':>8}" for c in cells)
-        idle, loaded = mem.idle.get(pid), mem.loaded.get(pid)
+        idle, loaded = mem.idle.get(name), mem.loaded.get(name)
         verdict = ""
         if idle and loaded:
             growth = loaded - idle
@@ -559,7 +562,7 @@ def report_memory(run: ServerRun, limit_kib: int, judge: bool) -> bool:
                 passed = passed and ok
                 verdict += "  PASS" if ok else "  FAIL"
         elif judge and is_judged(name):
-            verdict = f"{'':>13}  (not alive at both moments)"
+            verdict = f"{'':>13}  (not running at both moments)"
         print(f"  {name:<24}{shown}{verdict}")
     totals = [sum(getattr(mem, m).values()) for m in ("start", "idle", "loaded")]
     print(f"  {'all':<24}" + "".join(f"{t / MIB:>8,.0f}" for t in totals))

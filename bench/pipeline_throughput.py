@@ -410,11 +410,11 @@ def report(args: argparse.Namespace, figures: Figures) -> None:
         target = (f">= {MIN_RATIO_TO_SPAMD} with SpamAssassin: "
                   f"{_verdict(ratio >= MIN_RATIO_TO_SPAMD)}"
                   if figures.spam_endpoint.engine == "spamassassin" == args.spam_engine
-                  else "(no target: it applies to spamd)")
+                  else "(the target applies with --spam-engine spamassassin)")
         rows.append((f"Pat / {figures.spam_endpoint.engine} alone", f"{ratio:.2f}", target))
     width = max(len(r[0]) for r in rows) if rows else 0
     for what, figure, note in rows:
-        print(f"  {what:<{width}}  {figure:>14}   {note}".rstrip())
+        print(f"  {what:<{width}}  {figure:>18}   {note}".rstrip())
     if figures.load_cpu and figures.accepted:
         wall = figures.accepted.seconds
         print("CPU while smtp-source ran: " + ", ".join(

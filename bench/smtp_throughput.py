@@ -110,7 +110,7 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def _status_kib(pid: int, key: str) -> int:
+def status_kib(pid: int, key: str) -> int:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -129,14 +129,14 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return used
 
 
-def _comm(pid: int) -> str:
+def process_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return "?"
 
 
-def _cmdline(pid: int) -> str:
+def process_cmdline(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -170,8 +170,8 @@ class MemoryWatch:
     def sample(self) -> None:
         total = 0
         for pid in process_tree(self._root):
-            total += _status_kib(pid, "VmRSS")
-            hwm = _status_kib(pid, "VmHWM")
+            total += status_kib(pid, "VmRSS")
+            hwm = status_kib(pid, "VmHWM")
             if hwm:
                 self.hwm_kib[pid] = max(hwm, self.hwm_kib.get(pid, 0))
                 self.names.setdefault(pid, self._label(pid))
@@ -451,11 +451,11 @@ def timed_smtp_source(args: argparse.Namespace, port: int, root: int,
 
 
 def _label_pat(pid: int) -> str:
-    cmd = _cmdline(pid)
+    cmd = process_cmdline(pid)
     for name in ("server start-dev", "pat up", "pat worker", "pat gateway", "pat api"):
         if name in cmd:
             return "temporal dev server" if name.startswith("server") else name
-    return _comm(pid)
+    return process_name(pid)
 
 
 def run_pat(args: argparse.Namespace, workdir: Path) -> ServerFigures:
@@ -509,7 +509,7 @@ def run_pat(args: argparse.Namespace, workdir: Path) -> ServerFigures:
 
 
 def _label_maildev(pid: int) -> str:
-    return "maildev " + _comm(pid)
+    return "maildev " + process_name(pid)
 
 
 def ensure_maildev() -> Path:

@@ -12,10 +12,12 @@ import logging
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from pat import temporal
 from pat.domain import EmailPipelineInput, EmailReceived, workflow_id_for
-from pat.events import EventPublisher
+from pat.events import EventPublisher, EventRefused
+from pat.store.models import MessageStatus
 from pat.store.repository import MessageStore
 
 log = logging.getLogger(__name__)
@@ -40,16 +42,21 @@ class TemporalStarter:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={temporal.MEMO_MESSAGE_ID: event.message_id, temporal.MEMO_RUN: event.run},
                 search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(temporal.SENDER, event.mail_from),
-                    SearchAttributePair(temporal.RECIPIENTS, event.recipients),
+                    SearchAttributePair(temporal.SENDER, temporal.bounded(event.mail_from)),
+                    SearchAttributePair(temporal.RECIPIENTS,
+                                        temporal.bounded_list(event.recipients)),
                     SearchAttributePair(temporal.TENANT, event.tenant),
                     # Known from the header section at arrival: set at the start, so that
                     # the run does not have to write it to Temporal's visibility again.
-                    *([SearchAttributePair(temporal.SUBJECT, event.subject[:1000])]
+                    *([SearchAttributePair(temporal.SUBJECT, temporal.bounded(event.subject))]
                       if event.subject else []),
                 ]))
         except WorkflowAlreadyStartedError:
             pass
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.INVALID_ARGUMENT:  # retrying cannot help
+                raise EventRefused(f"Temporal refused to start its pipeline: {exc}") from exc
+            raise
 
 
 class OutboxRelay:
@@ -75,13 +82,20 @@ class OutboxRelay:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _publish(self, entry: tuple[int, EmailReceived]) -> int | None:
+        outbox_id, event = entry
         async with self._limit:
             try:
-                await self._publisher.publish(entry[1])
+                await self._publisher.publish(event)
+            except EventRefused as refused:
+                # Never retried, never silent: the message says why it has no pipeline.
+                log.warning("the pipeline of %s cannot start: %s", event.message_id, refused)
+                await self._store.set_status(event.message_id, MessageStatus.failed,
+                                             str(refused)[:2000], run=event.run,
+                                             only_if=MessageStatus.received)
             except Exception as exc:
-                log.warning("could not publish %s, will retry: %s", entry[1].message_id, exc)
+                log.warning("could not publish %s, will retry: %s", event.message_id, exc)
                 return None
-            return entry[0]
+            return outbox_id
 
     async def relay_pending(self) -> int:
         """Publish everything pending now; return how many events were published."""

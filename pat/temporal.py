@@ -37,6 +37,31 @@ _TYPES = {
 }
 
 
+# Temporal refuses a search attribute value over 2 KB (a keyword list counts whole), and the
+# run with it: values are cut well below, on a character boundary; a list keeps the first
+# items that fit (Pat's own search has them all).
+SEARCH_VALUE_BYTES = 1000
+
+
+def bounded(text: str, limit: int = SEARCH_VALUE_BYTES) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, control characters removed."""
+    clean = "".join(c for c in text if c.isprintable() or c == " ")
+    return clean.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+
+
+def bounded_list(items: list[str], limit: int = SEARCH_VALUE_BYTES) -> list[str]:
+    """The first of ``items`` (each ``bounded``) that fit in ``limit`` bytes together."""
+    kept: list[str] = []
+    used = 0
+    for item in items:
+        value = bounded(item, limit)
+        used += len(value.encode("utf-8")) + 4  # and the list's own quoting and commas
+        if used > limit:
+            break
+        kept.append(value)
+    return kept
+
+
 def dev_server_flags() -> list[str]:
     """``temporal server start-dev`` flags that register Pat's search attributes at start."""
     names = {IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from pat.domain import workflow_id_for
+from gateway.relay import OutboxRelay
+from pat.domain import EmailReceived, workflow_id_for
+from pat.events import EventRefused
 from pat.store.models import MessageStatus
 from tests.support.harness import RunningPat, make_settings, running_pat
 from workers.email import email_worker
@@ -146,3 +148,43 @@ async def test_wait_does_not_answer_with_an_older_message_while_a_newer_one_is_i
                                 pat.settings):
             answer = await waiting
         assert answer.status_code == 200 and answer.json()["id"] == newer
+
+
+class _RefusingPublisher:
+    """Stands in for a receiver that can never take the event (Temporal refusing the start
+    of a run, a broker refusing the record)."""
+
+    async def publish(self, event: EmailReceived) -> None:
+        raise EventRefused("Temporal refused to start its pipeline: a value is too large")
+
+
+async def test_an_event_that_can_never_be_delivered_leaves_its_message_failed_with_why(
+        tmp_path: Path, temporal_client: Client) -> None:
+    async with running_pat(make_settings(tmp_path), temporal_client, worker=False) as pat:
+        await pat.relay.stop()
+        message_id = await _send(pat, "dev@example.test", _good("dev@example.test", "refused"))
+        relay = OutboxRelay(pat.store, _RefusingPublisher())
+        assert await relay.relay_pending() == 1
+        message = await pat.store.get(message_id)
+        assert message is not None and message.status == MessageStatus.failed
+        assert message.failure_reason == ("Temporal refused to start its pipeline: a value is "
+                                          "too large")
+        assert await relay.relay_pending() == 0  # not retried
+
+
+async def test_a_message_with_a_hundred_long_recipients_still_gets_its_pipeline(
+        pat_sqlite: RunningPat) -> None:
+    recipients = [f"{'r' * 200}{n}@{'d' * 40}.example.test" for n in range(100)]
+
+    def send() -> str:
+        with smtplib.SMTP("127.0.0.1", pat_sqlite.smtp_port) as client:
+            client.ehlo()
+            client.mail("app@example.test")
+            for recipient in recipients:
+                client.rcpt(recipient)
+            code, reply = client.data(_good(recipients[0], "many"))
+        assert code == 250, reply
+        return reply.decode().rsplit(" ", 1)[-1]
+
+    message_id = await asyncio.to_thread(send)
+    assert await pat_sqlite.wait_status(message_id, "processed", timeout=30) == "processed"

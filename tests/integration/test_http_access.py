@@ -224,6 +224,19 @@ async def test_a_key_bound_to_a_tenant_sees_only_that_tenants_messages_everywher
     assert (await http.post("/api/v3/messages/b1@pat/reprocess",
                             headers=as_acme)).status_code == 404
     assert (await http.delete("/api/v3/messages/b1@pat", headers=as_acme)).status_code == 404
+    # MailHog's API, endpoint by endpoint.
+    v1 = json.loads((await http.get("/api/v1/messages", headers=as_acme)).text)
+    assert [m["ID"] for m in v1] == ["a1@pat"]
+    v2 = json.loads((await http.get("/api/v2/messages", headers=as_acme)).text)
+    assert [m["ID"] for m in v2["items"]] == ["a1@pat"] and v2["total"] == 1
+    found = json.loads((await http.get("/api/v2/search", headers=as_acme, params={
+        "kind": "containing", "query": "mail"})).text)
+    assert [m["ID"] for m in found["items"]] == ["a1@pat"]
+    for path in ("/api/v1/messages/b1@pat", "/api/v1/messages/b1@pat/download",
+                 "/api/v1/messages/b1@pat/mime/part/0/download"):
+        assert (await http.get(path, headers=as_acme)).status_code == 404, path
+    assert (await http.get("/api/v1/messages/a1@pat", headers=as_acme)).status_code == 200
+    assert (await http.delete("/api/v1/messages/b1@pat", headers=as_acme)).status_code == 404
     plugins = await http.get("/api/v3/plugins", params={"tenant": "bravo"}, headers=as_acme)
     assert plugins.status_code == 403
 
@@ -284,3 +297,20 @@ async def test_pat_keys_creates_lists_and_revokes_keys_the_api_accepts(
     assert (await open_pat.http.get("/api/v3/messages", headers=_bearer(key))).status_code == 401
     wrong = await asyncio.to_thread(pat, "create", "--scope", "root")
     assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
+async def test_a_tenant_key_gets_only_its_tenants_mail_on_mailhogs_websocket(
+        open_pat: RunningPat) -> None:
+    keys = ApiKeyStore(open_pat.store.engine)
+    acme, _ = await keys.create(Scope.read, tenant="acme")
+    await asyncio.sleep(2.2)
+    url = f"ws://127.0.0.1:{open_pat.settings.http_port}/api/v2/websocket"
+    async with connect(url, additional_headers=_bearer(acme)) as websocket:
+        await asyncio.sleep(0.5)  # subscribed
+        for message_id, tenant in (("b3@pat", "bravo"), ("a3@pat", "acme")):
+            await open_pat.store.insert_batch([SpooledMessage(
+                id=message_id, tenant=tenant, mail_from="x@y", recipients=["z@y"], helo="h",
+                peer="127.0.0.1", data=_raw("z@y", message_id))])
+            await asyncio.sleep(0.5)
+        frame = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+        assert frame["ID"] == "a3@pat"

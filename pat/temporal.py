@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from urllib.parse import quote
 
@@ -44,9 +45,19 @@ SEARCH_VALUE_BYTES = 1000
 
 
 def bounded(text: str, limit: int = SEARCH_VALUE_BYTES) -> str:
-    """``text`` cut to at most ``limit`` bytes of UTF-8, control characters removed."""
-    clean = "".join(c for c in text if c.isprintable() or c == " ")
-    return clean.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+    """``text`` cut, on a character boundary, so that its JSON encoding (what Temporal
+    measures: ``é`` is six bytes there) takes at most ``limit`` bytes; control characters
+    removed."""
+    kept: list[str] = []
+    used = 2  # the quotes
+    for char in text:
+        if not (char.isprintable() or char == " "):
+            continue
+        used += len(json.dumps(char)) - 2
+        if used > limit:
+            break
+        kept.append(char)
+    return "".join(kept)
 
 
 def bounded_list(items: list[str], limit: int = SEARCH_VALUE_BYTES) -> list[str]:
@@ -55,7 +66,7 @@ def bounded_list(items: list[str], limit: int = SEARCH_VALUE_BYTES) -> list[str]
     used = 0
     for item in items:
         value = bounded(item, limit)
-        used += len(value.encode("utf-8")) + 4  # and the list's own quoting and commas
+        used += len(json.dumps(value)) + 1  # and the list's comma
         if used > limit:
             break
         kept.append(value)

@@ -8,6 +8,7 @@ for bytes that are no email at all, ``{"malformed": "<part of the reason>"}``.""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,29 @@ def test_bytes_that_are_not_utf8_are_read_as_a_reader_means_them() -> None:
     parsed = parse_message(hostile.eight_bit_headers())
     assert parsed.subject == "\u201cQuoted\u201d \u20ac price \u00e0 la carte"
     assert parsed.addresses["from"][0].name == "Fran\u00e7ois M\u00fcller"
+
+
+def _peak_bytes(raw: bytes) -> tuple[ParsedMessage, int]:
+    tracemalloc.start()
+    try:
+        parsed = parse_message(raw)
+        return parsed, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_thousands_of_encoded_words_are_decoded_in_bounded_memory() -> None:
+    """The stdlib's tree keeps the rest of the value alive for every encoded word: read whole,
+    this 130 KB header held 330 MB."""
+    parsed, peak = _peak_bytes(hostile.encoded_words_abuse())
+    assert peak < 64 * 1024 * 1024
+    many = dict(parsed.headers)["X-Many"]
+    assert many.startswith("w\u00f6rd0") and "w\u00f6rd4999" in many and "=?" not in many
+    assert parsed.subject == "\u00fcn\u00efc\u00f8d\u00e9 " * 200
+
+
+def test_a_subject_of_a_million_words_is_kept_as_text_in_bounded_memory() -> None:
+    words = b"x " * 1_000_000
+    parsed, peak = _peak_bytes(b"From: a@example.test\r\nSubject: " + words + b"\r\n\r\nbody\r\n")
+    assert parsed.subject == words.decode()
+    assert peak < 256 * 1024 * 1024

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from pat.mailhog_json import StoredEnvelope, stored_message
+from pat.mailhog_json import StoredEnvelope, build_message_or_minimal, encode_stored
 from pat.parsing import MalformedMessage, MessageReading, ParsedMessage, read_message
+from pat.search import SearchDocument, of_message
 from pat.store.models import MessageStatus
 from pat.store.repository import ArtifactSummary, MessageStore, StoredArtifact
 from plugins.manifest import EMAIL_HOOKS
@@ -84,6 +85,15 @@ async def _read(raw: bytes) -> MessageReading:
         raise ApplicationError(str(exc), type=MALFORMED, non_retryable=True) from exc
 
 
+def _mailhog_and_search(envelope: StoredEnvelope, raw: bytes, reading: MessageReading,
+                        hostname: str) -> tuple[bytes, SearchDocument]:
+    """MailHog's JSON of the message, stored, and its search text, which includes the header
+    values and body as MailHog shows them (its ``containing`` search looks there)."""
+    mailhog = build_message_or_minimal(envelope, raw, hostname)
+    search = of_message(envelope.mail_from, envelope.recipients, reading, mailhog)
+    return encode_stored(mailhog), search
+
+
 class EmailActivities:
     """``hostname`` is the name MailHog's JSON says received the message (PAT_SMTP_HOSTNAME)."""
 
@@ -113,11 +123,13 @@ class EmailActivities:
         envelope = StoredEnvelope(message_id=message.id, created_ns=message.created_ns,
                                   mail_from=message.mail_from, recipients=message.recipients,
                                   helo=message.helo)
-        mailhog = await asyncio.to_thread(stored_message, envelope, raw, self._hostname)
+        mailhog, search = await asyncio.to_thread(_mailhog_and_search, envelope, raw, reading,
+                                                  self._hostname)
         view = reading.view
         artifact = StoredArtifact(view=view.to_dict(), text=reading.text, html=reading.html,
                                   mailhog=mailhog)
-        if not await self._store.save_artifact(params.message_id, artifact, _summary(view)):
+        if not await self._store.save_artifact(params.message_id, artifact, _summary(view),
+                                               search):
             raise _missing(params.message_id)
         return ParseSummary(subject=view.subject[:1000], parts=len(view.parts),
                             attachments=len(view.attachments), defects=len(view.defects),

@@ -441,8 +441,12 @@ def messages_result(total: int, start: int, items: list[dict[str, JsonValue]]
 
 def stored_message(envelope: StoredEnvelope, raw: bytes, hostname: str) -> bytes:
     """The message's MailHog JSON as stored with its artifact."""
-    text = go_json(build_message_or_minimal(envelope, raw, hostname))
-    return zlib.compress(text.encode("utf-8", "surrogateescape"), 6)
+    return encode_stored(build_message_or_minimal(envelope, raw, hostname))
+
+
+def encode_stored(message: JsonValue) -> bytes:
+    """A message's MailHog JSON (``build_message``) as stored with its artifact."""
+    return zlib.compress(go_json(message).encode("utf-8", "surrogateescape"), 6)
 
 
 def stored_text(stored: bytes) -> str:

@@ -73,6 +73,15 @@ def _storable(value: str) -> str:
     return _undo_surrogates(value).replace("\x00", "\ufffd")
 
 
+def storable_text(value: str) -> str:
+    """Any text (bytes read with ``surrogateescape``, a stranger's header) fit for a UTF-8
+    column: as ``_storable``, and any other lone surrogate replaced."""
+    try:
+        return _storable(value)
+    except UnicodeEncodeError:
+        return _storable(value.encode("utf-8", "replace").decode("utf-8"))
+
+
 def _too_costly_to_parse(value: str) -> bool:
     return (len(value) > _MAX_PARSED_HEADER_CHARS
             or value.count("=?") * len(value) > _MAX_ENCODED_WORD_COST)

@@ -27,7 +27,6 @@ from pat.store.repository import MessageFilter, MessageStore
 router = APIRouter(tags=["mailhog"])
 
 KEEPALIVE_SECONDS = 60.0  # MailHog's keepalive ticker on /api/v1/events
-SEARCH_PAGE = 500  # messages read per round trip while searching
 
 
 class BadRequest(Exception):
@@ -224,27 +223,19 @@ async def v2_search(request: Request, state: StateDep, tenant: TenantDep) -> Res
     return _text_response(mh.messages_result_text(total, start, items), "application/json")
 
 
+
+
 async def _search(state: AppState, tenant: str | None, kind: str, query: str, start: int,
                   limit: int) -> tuple[int, list[str]]:
-    """MailHog's in-memory search matches on the message's JSON, so every message is read,
-    newest first, a page at a time; only the requested window is kept."""
-    total = 0
-    window: list[str] = []
-    offset = 0
-    while True:
-        _, page = await state.store.list(MessageFilter(tenant=tenant), offset=offset,
-                                         limit=SEARCH_PAGE)
-        if not page:
-            break
-        offset += len(page)
-        for text in await _texts(state.store, page, state.settings.smtp_hostname):
-            if mh.matches(json.loads(text), kind, query):
-                if start <= total < start + limit:
-                    window.append(text)
-                total += 1
-        if len(page) < SEARCH_PAGE:
-            break
-    return total, window
+    """MailHog matched each message's JSON in memory; Pat asks the store's search index
+    (``pat.search``), which holds the same text, so a search reads only the page it answers."""
+    # to: the recipients (envelope and To header); from: the sender (envelope and From);
+    # containing: any header value or the body.
+    flt = MessageFilter(tenant=tenant, to=query if kind == "to" else None,
+                        sender=query if kind == "from" else None,
+                        text=query if kind == "containing" else None)
+    total, found = await state.store.list(flt, offset=start, limit=limit)
+    return total, await _texts(state.store, found, state.settings.smtp_hostname)
 
 
 @router.websocket("/api/v2/websocket")

@@ -142,20 +142,25 @@ def detail(message: Message, reading: MessageReading | None,
 
 def _filter(to: str | None, sender: str | None, subject: str | None,
             status: MessageStatus | None, since: datetime | None,
-            tenant: str | None) -> MessageFilter:
+            tenant: str | None, q: str | None = None) -> MessageFilter:
     since_ns = None
     if since is not None:
         aware = since if since.tzinfo else since.replace(tzinfo=UTC)
         since_ns = int(aware.timestamp() * 1e9)
     return MessageFilter(to=to, sender=sender, subject=subject,
                          status=status.value if status else None, since_ns=since_ns,
-                         tenant=tenant)
+                         tenant=tenant, q=q)
 
 
 ToQuery = Annotated[str | None, Query(description="Substring of a recipient (envelope or To).")]
 FromQuery = Annotated[str | None, Query(alias="from",
                                         description="Substring of the sender (envelope or From).")]
 SubjectQuery = Annotated[str | None, Query(description="Substring of the subject.")]
+SearchQuery = Annotated[str | None, Query(
+    max_length=1000,
+    description='Search: words and "quoted phrases", each of which must occur (whatever the '
+                "case) in the message's headers, addresses, subject, text or HTML; to:, from: "
+                'or subject: before one looks only there (to:"ann lee").')]
 SinceQuery = Annotated[datetime | None, Query(description="Only messages received at or after "
                                               "this ISO 8601 time (UTC if no offset).")]
 
@@ -163,12 +168,12 @@ SinceQuery = Annotated[datetime | None, Query(description="Only messages receive
 @router.get("", response_model=MessageList)
 async def list_messages(
     state: StateDep, tenant: TenantDep, to: ToQuery = None, sender: FromQuery = None,
-    subject: SubjectQuery = None,
+    subject: SubjectQuery = None, q: SearchQuery = None,
     status: Annotated[MessageStatus | None, Query()] = None, since: SinceQuery = None,
     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> MessageList:
-    total, found = await state.store.list(_filter(to, sender, subject, status, since, tenant),
-                                          offset=offset, limit=limit)
+    total, found = await state.store.list(
+        _filter(to, sender, subject, status, since, tenant, q), offset=offset, limit=limit)
     return MessageList(total=total, offset=offset, limit=limit,
                        items=[summarize(m, state.settings) for m in found])
 
@@ -178,7 +183,7 @@ async def list_messages(
                                             "pipeline in time."}})
 async def wait_for_message(
     state: StateDep, tenant: TenantDep, to: ToQuery = None, sender: FromQuery = None,
-    subject: SubjectQuery = None,
+    subject: SubjectQuery = None, q: SearchQuery = None,
     since: SinceQuery = None,
     timeout: Annotated[float, Query(gt=0, le=300, description="Seconds to wait.")] = 30.0,
 ) -> MessageSummary | JSONResponse:
@@ -189,7 +194,7 @@ async def wait_for_message(
     moment before the send."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    flt = _filter(to, sender, subject, None, since, tenant)
+    flt = _filter(to, sender, subject, None, since, tenant, q)
     async with state.bus.subscribe() as changes:
         while True:
             _, found = await state.store.list(flt, limit=1)

@@ -86,7 +86,24 @@ class MessageArtifact(SQLModel, table=True):
     mailhog: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
 
 
+class MessageSearch(SQLModel, table=True):
+    """What a search looks in (``pat.search``), one row per message; indexed for substrings by
+    migration 0006_search (FTS5 trigram on SQLite, pg_trgm on PostgreSQL)."""
+
+    __tablename__ = "message_search"
+    seq: int | None = Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True))
+    message_id: str = Field(
+        sa_column=Column(String(255), ForeignKey("messages.id", ondelete="CASCADE"),
+                         unique=True, nullable=False))
+    to_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    from_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    subject_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    all_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
 messages = Message.__table__  # type: ignore[attr-defined]
+message_search = MessageSearch.__table__  # type: ignore[attr-defined]
 message_artifacts = MessageArtifact.__table__  # type: ignore[attr-defined]
 message_raw = MessageRaw.__table__  # type: ignore[attr-defined]
 outbox = Outbox.__table__  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, table, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pat.domain import EmailReceived, SpooledMessage, now_ns
@@ -22,12 +22,15 @@ from pat.parsing import (
     headline,
     part_bytes,
     part_text,
+    storable_text,
 )
+from pat.search import SearchDocument, Term, on_arrival, parse_query
 from pat.store.models import (
     Message,
     MessageStatus,
     message_artifacts,
     message_raw,
+    message_search,
     messages,
     outbox,
 )
@@ -35,20 +38,40 @@ from pat.store.models import (
 
 @dataclass(frozen=True)
 class MessageFilter:
+    """Which messages a list wants. ``to``, ``sender``, ``subject`` and ``text`` are each text
+    that must occur (whatever the case) in the recipients, the sender, the subject, or anywhere
+    (``pat.search``); ``q`` is a search query (``pat.search.parse_query``)."""
+
     to: str | None = None
     sender: str | None = None
     subject: str | None = None
     status: str | None = None
     since_ns: int | None = None
     tenant: str | None = None
+    text: str | None = None
+    q: str | None = None
+
+    def terms(self) -> list[Term]:
+        found = [Term(column, value) for column, value in (
+            ("to_text", self.to), ("from_text", self.sender), ("subject_text", self.subject),
+            ("all_text", self.text)) if value]
+        return found + (parse_query(self.q) if self.q else [])
 
 
-def _headline_columns(data: bytes) -> dict[str, str | None]:
-    """Subject, From and To read from the header section, so that a list shows them from the
-    moment of 250; the parse step replaces them with its own reading."""
-    found = headline(data)
-    return {"subject": found.subject, "from_header": found.from_header,
-            "to_header": found.to_header}
+def _arrival_columns(message: SpooledMessage) -> tuple[dict[str, str | None], SearchDocument]:
+    """Subject, From and To read from the header section, so that a list shows them (and a
+    search finds them) from the moment of 250; the parse step replaces them with its own
+    reading."""
+    found = headline(message.data)
+    return ({"subject": found.subject, "from_header": found.from_header,
+             "to_header": found.to_header},
+            on_arrival(message.mail_from, message.recipients, found))
+
+
+# SQLite's FTS5 index over message_search (migration 0006_search). Its trigram tokenizer finds
+# a term of three characters or more from the index; shorter ones are read row by row.
+_FTS = table("message_fts", literal_column("rowid"))
+_TRIGRAM = 3
 
 
 @dataclass(frozen=True)
@@ -94,19 +117,24 @@ class ArtifactSummary:
 class MessageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
 
     async def insert_batch(self, batch: Sequence[SpooledMessage]) -> None:
         """Write messages, their bytes and their outbox rows in ONE transaction."""
         stamp = now_ns()
+        arrivals = [_arrival_columns(m) for m in batch]
         async with self.engine.begin() as conn:
             await conn.execute(messages.insert(), [
                 {"id": m.id, "tenant": m.tenant, "created_ns": m.created_ns,
                  "updated_ns": stamp, "mail_from": m.mail_from, "recipients": m.recipients,
                  "helo": m.helo, "peer": m.peer, "size": len(m.data),
-                 "status": MessageStatus.received, **_headline_columns(m.data)}
-                for m in batch])
+                 "status": MessageStatus.received, **columns}
+                for m, (columns, _) in zip(batch, arrivals, strict=True)])
             await conn.execute(message_raw.insert(),
                                [{"message_id": m.id, "data": m.data} for m in batch])
+            await conn.execute(message_search.insert(), [
+                {"message_id": m.id, **found.row()}
+                for m, (_, found) in zip(batch, arrivals, strict=True)])
             await conn.execute(outbox.insert(), [
                 {"message_id": m.id, "tenant": m.tenant, "size": len(m.data),
                  "created_ns": stamp} for m in batch])
@@ -177,20 +205,28 @@ class MessageStore:
             clauses.append(messages.c.status == flt.status)
         if flt.since_ns is not None:
             clauses.append(messages.c.created_ns >= flt.since_ns)
-        if flt.to:
-            pattern = _like(flt.to)
-            clauses.append(or_(
-                func.lower(func.coalesce(messages.c.to_header, "")).like(pattern, escape="\\"),
-                func.lower(cast(messages.c.recipients, String)).like(pattern, escape="\\")))
-        if flt.sender:
-            pattern = _like(flt.sender)
-            clauses.append(or_(
-                func.lower(messages.c.mail_from).like(pattern, escape="\\"),
-                func.lower(func.coalesce(messages.c.from_header, "")).like(pattern, escape="\\")))
-        if flt.subject:
-            clauses.append(func.lower(func.coalesce(messages.c.subject, ""))
-                           .like(_like(flt.subject), escape="\\"))
+        terms = flt.terms()
+        if terms:
+            clauses.append(messages.c.id.in_(self._matching(terms)))
         return clauses
+
+    def _matching(self, terms: Sequence[Term]) -> Any:
+        """The ids of messages whose search text has every term (``pat.search``)."""
+        # As the search text was stored: NUL as U+FFFD, no lone surrogates.
+        terms = [Term(t.column, storable_text(t.text)) for t in terms]
+        found = select(message_search.c.message_id)
+        if not self._sqlite:  # pg_trgm's GIN indexes serve ILIKE for terms of 3+ characters
+            return found.where(*(message_search.c[t.column].ilike(_like(t.text), escape="\\")
+                                 for t in terms))
+        indexed = [t for t in terms if len(t.text) >= _TRIGRAM]
+        if indexed:
+            expression = " AND ".join(
+                f'{t.column} : "{t.text.replace(chr(34), chr(34) * 2)}"' for t in indexed)
+            found = found.where(message_search.c.seq.in_(
+                select(literal_column("rowid")).select_from(_FTS).where(
+                    literal_column("message_fts").op("MATCH")(bindparam(None, expression)))))
+        return found.where(*(func.lower(message_search.c[t.column]).like(
+            _like(t.text), escape="\\") for t in terms if len(t.text) < _TRIGRAM))
 
     async def list(self, flt: MessageFilter | None = None, *, offset: int = 0,
                    limit: int = 50) -> tuple[int, list[Message]]:
@@ -245,9 +281,11 @@ class MessageStore:
             return [Deleted(row.id, row.tenant) for row in result]
 
     async def save_artifact(self, message_id: str, artifact: StoredArtifact,
-                            summary: ArtifactSummary) -> bool:
+                            summary: ArtifactSummary,
+                            search: SearchDocument | None = None) -> bool:
         """Store what the parse step made of the message, replacing any earlier artifact (a
-        reprocess), and the columns a list shows; whether the message is still there."""
+        reprocess), the columns a list shows and (when given) its search text; whether the
+        message is still there."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(messages).where(messages.c.id == message_id).values(
@@ -261,7 +299,17 @@ class MessageStore:
             await conn.execute(message_artifacts.insert().values(
                 message_id=message_id, view=artifact.view, text=artifact.text,
                 html=artifact.html, mailhog=artifact.mailhog))
+            if search is not None:
+                await self._save_search(conn, message_id, search)
         return True
+
+    @staticmethod
+    async def _save_search(conn: Any, message_id: str, search: SearchDocument) -> None:
+        changed = await conn.execute(update(message_search).where(
+            message_search.c.message_id == message_id).values(**search.row()))
+        if not changed.rowcount:  # a message stored before its arrival row was written
+            await conn.execute(message_search.insert().values(message_id=message_id,
+                                                              **search.row()))
 
     async def get_artifact(self, message_id: str) -> StoredArtifact | None:
         async with self.engine.connect() as conn:

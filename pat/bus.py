@@ -50,12 +50,24 @@ class Bus:
 
 
 class StoreWatcher:
-    def __init__(self, store: MessageStore, bus: Bus, interval: float = 0.2) -> None:
+    """Publishes each message written since the watcher started: "received" at its first
+    sight, "updated" at each later change.
+
+    What it has seen is remembered only for changes of the last ``memory_seconds``: enough
+    to tell a first sight from a later one and to skip a row read twice at the cursor, without
+    a memory that grows with every message ever received. A message whose entry is forgotten
+    can only change again as "updated": the watcher also remembers the newest arrival time
+    it forgot (``_horizon_ns``), and only a message that arrived after it can be new."""
+
+    def __init__(self, store: MessageStore, bus: Bus, interval: float = 0.2,
+                 memory_seconds: float = 60.0) -> None:
         self._store = store
         self._bus = bus
         self._interval = interval
-        self._cursor = self._started_ns = now_ns()
-        self._seen: dict[str, int] = {}
+        self._memory_ns = int(memory_seconds * 1e9)
+        self._cursor = self._horizon_ns = now_ns()
+        # message id -> (updated_ns last seen, created_ns); oldest sight first.
+        self._seen: dict[str, tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -70,20 +82,33 @@ class StoreWatcher:
         self._seen.pop(deleted.message_id, None)
         self._bus.publish(MessageChange("deleted", deleted.message_id, None, deleted.tenant))
 
+    @property
+    def remembered(self) -> int:
+        """How many messages the watcher remembers now."""
+        return len(self._seen)
+
     async def poll_once(self) -> None:
         for message in await self._store.changed_since(self._cursor):
             self._cursor = max(self._cursor, message.updated_ns)
-            previous = self._seen.get(message.id)
-            if previous == message.updated_ns:
+            previous = self._seen.pop(message.id, None)
+            if previous is not None and previous[0] == message.updated_ns:
+                self._seen[message.id] = previous
                 continue
             # First sight of a message that arrived after the watcher started is its arrival,
             # whatever status its pipeline has already given it.
-            new = previous is None and message.created_ns >= self._started_ns
-            self._seen[message.id] = message.updated_ns
+            new = previous is None and message.created_ns > self._horizon_ns
+            self._seen[message.id] = (message.updated_ns, message.created_ns)
             self._bus.publish(MessageChange("received" if new else "updated", message.id, message,
                                             message.tenant))
-        if len(self._seen) > 100_000:
-            self._seen.clear()
+        self._forget_before(self._cursor - self._memory_ns)
+
+    def _forget_before(self, cutoff_ns: int) -> None:
+        while self._seen:
+            message_id, (updated_ns, created_ns) = next(iter(self._seen.items()))
+            if updated_ns >= cutoff_ns:
+                return
+            del self._seen[message_id]
+            self._horizon_ns = max(self._horizon_ns, created_ns)
 
     async def _run(self) -> None:
         while True:

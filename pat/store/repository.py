@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, literal_column, select, table, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pat.domain import EmailReceived, SpooledMessage, now_ns
@@ -25,6 +26,7 @@ from pat.parsing import (
     storable_text,
 )
 from pat.search import SearchDocument, Term, on_arrival, parse_query
+from pat.store.db import SqliteWriter
 from pat.store.models import (
     Message,
     MessageStatus,
@@ -89,6 +91,8 @@ def _row_to_message(row: Any) -> Message:
     return Message.model_validate(dict(row._mapping))
 
 
+T = TypeVar("T")
+
 # What a list, a live event or a summary needs of a message: everything but the check results.
 _SUMMARY_COLUMNS = [c for c in messages.c if c.name != "checks"]
 
@@ -118,26 +122,39 @@ class MessageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._writer = SqliteWriter.for_engine(engine)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (SQLAlchemy statements on a synchronous connection) as one
+        transaction. On SQLite, in one call on this store's writer thread
+        (``pat.store.db.SqliteWriter``); on PostgreSQL, on the async engine."""
+        if self._writer is not None:
+            return await self._writer.run(work)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work)
 
     async def insert_batch(self, batch: Sequence[SpooledMessage]) -> None:
         """Write messages, their bytes and their outbox rows in ONE transaction."""
         stamp = now_ns()
         arrivals = [_arrival_columns(m) for m in batch]
-        async with self.engine.begin() as conn:
-            await conn.execute(messages.insert(), [
+
+        def write(conn: Connection) -> None:
+            conn.execute(messages.insert(), [
                 {"id": m.id, "tenant": m.tenant, "created_ns": m.created_ns,
                  "updated_ns": stamp, "mail_from": m.mail_from, "recipients": m.recipients,
                  "helo": m.helo, "peer": m.peer, "size": len(m.data),
                  "status": MessageStatus.received, **columns}
                 for m, (columns, _) in zip(batch, arrivals, strict=True)])
-            await conn.execute(message_raw.insert(),
-                               [{"message_id": m.id, "data": m.data} for m in batch])
-            await conn.execute(message_search.insert(), [
+            conn.execute(message_raw.insert(),
+                         [{"message_id": m.id, "data": m.data} for m in batch])
+            conn.execute(message_search.insert(), [
                 {"message_id": m.id, **found.row()}
                 for m, (_, found) in zip(batch, arrivals, strict=True)])
-            await conn.execute(outbox.insert(), [
+            conn.execute(outbox.insert(), [
                 {"message_id": m.id, "tenant": m.tenant, "size": len(m.data),
                  "created_ns": stamp} for m in batch])
+
+        await self._write(write)
 
     async def unpublished(self, limit: int) -> list[tuple[int, EmailReceived]]:
         query = (select(outbox.c.id, outbox.c.message_id, outbox.c.tenant, outbox.c.size,
@@ -156,9 +173,9 @@ class MessageStore:
     async def mark_published(self, outbox_ids: Sequence[int]) -> None:
         if not outbox_ids:
             return
-        async with self.engine.begin() as conn:
-            await conn.execute(update(outbox).where(outbox.c.id.in_(list(outbox_ids)))
-                               .values(published_ns=now_ns()))
+        statement = (update(outbox).where(outbox.c.id.in_(list(outbox_ids)))
+                     .values(published_ns=now_ns()))
+        await self._write(lambda conn: conn.execute(statement))
 
     async def get(self, message_id: str, *, tenant: str | None = None) -> Message | None:
         """The message; with ``tenant``, only if it is that tenant's."""
@@ -255,15 +272,16 @@ class MessageStore:
     async def delete(self, message_id: str, *, tenant: str | None = None) -> Deleted | None:
         """Delete the message (with ``tenant``, only if it is that tenant's); what was
         deleted, or None."""
-        async with self.engine.begin() as conn:
-            owner = await conn.scalar(select(messages.c.tenant).where(
-                *self._of(message_id, tenant)))
+        def write(conn: Connection) -> Deleted | None:
+            owner = conn.scalar(select(messages.c.tenant).where(*self._of(message_id, tenant)))
             if owner is None:
                 return None
-            await conn.execute(delete(outbox).where(outbox.c.message_id == message_id))
-            await conn.execute(delete(message_raw).where(message_raw.c.message_id == message_id))
-            await conn.execute(delete(messages).where(messages.c.id == message_id))
-        return Deleted(message_id, owner)
+            conn.execute(delete(outbox).where(outbox.c.message_id == message_id))
+            conn.execute(delete(message_raw).where(message_raw.c.message_id == message_id))
+            conn.execute(delete(messages).where(messages.c.id == message_id))
+            return Deleted(message_id, owner)
+
+        return await self._write(write)
 
     async def delete_all(self, *, tenant: str | None = None) -> builtins.list[Deleted]:
         """Delete every message (with ``tenant``, every one of that tenant's); what was
@@ -271,14 +289,16 @@ class MessageStore:
         owned = select(messages.c.id)
         if tenant is not None:
             owned = owned.where(messages.c.tenant == tenant)
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(outbox).where(outbox.c.message_id.in_(owned)))
-            await conn.execute(delete(message_raw).where(message_raw.c.message_id.in_(owned)))
-            removed = delete(messages).returning(messages.c.id, messages.c.tenant)
-            if tenant is not None:
-                removed = removed.where(messages.c.tenant == tenant)
-            result = await conn.execute(removed)
-            return [Deleted(row.id, row.tenant) for row in result]
+        removed = delete(messages).returning(messages.c.id, messages.c.tenant)
+        if tenant is not None:
+            removed = removed.where(messages.c.tenant == tenant)
+
+        def write(conn: Connection) -> builtins.list[Deleted]:
+            conn.execute(delete(outbox).where(outbox.c.message_id.in_(owned)))
+            conn.execute(delete(message_raw).where(message_raw.c.message_id.in_(owned)))
+            return [Deleted(row.id, row.tenant) for row in conn.execute(removed)]
+
+        return await self._write(write)
 
     async def save_artifact(self, message_id: str, artifact: StoredArtifact,
                             summary: ArtifactSummary,
@@ -286,30 +306,28 @@ class MessageStore:
         """Store what the parse step made of the message, replacing any earlier artifact (a
         reprocess), the columns a list shows and (when given) its search text; whether the
         message is still there."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
+        def write(conn: Connection) -> bool:
+            result = conn.execute(
                 update(messages).where(messages.c.id == message_id).values(
                     subject=summary.subject, from_header=summary.from_header,
                     to_header=summary.to_header, snippet=summary.snippet,
                     attachment_count=summary.attachment_count, updated_ns=now_ns()))
             if not result.rowcount:
                 return False
-            await conn.execute(delete(message_artifacts)
-                               .where(message_artifacts.c.message_id == message_id))
-            await conn.execute(message_artifacts.insert().values(
+            conn.execute(delete(message_artifacts)
+                         .where(message_artifacts.c.message_id == message_id))
+            conn.execute(message_artifacts.insert().values(
                 message_id=message_id, view=artifact.view, text=artifact.text,
                 html=artifact.html, mailhog=artifact.mailhog))
             if search is not None:
-                await self._save_search(conn, message_id, search)
-        return True
+                changed = conn.execute(update(message_search).where(
+                    message_search.c.message_id == message_id).values(**search.row()))
+                if not changed.rowcount:  # a message stored before the search rows existed
+                    conn.execute(message_search.insert().values(message_id=message_id,
+                                                                **search.row()))
+            return True
 
-    @staticmethod
-    async def _save_search(conn: Any, message_id: str, search: SearchDocument) -> None:
-        changed = await conn.execute(update(message_search).where(
-            message_search.c.message_id == message_id).values(**search.row()))
-        if not changed.rowcount:  # a message stored before its arrival row was written
-            await conn.execute(message_search.insert().values(message_id=message_id,
-                                                              **search.row()))
+        return await self._write(write)
 
     async def get_artifact(self, message_id: str) -> StoredArtifact | None:
         async with self.engine.connect() as conn:
@@ -401,10 +419,8 @@ class MessageStore:
         values: dict[str, Any] = {"checks": checks, "updated_ns": now_ns()}
         if status is not None:
             values.update(status=status, failure_reason=None)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(messages).where(*self._of(message_id, run=run)).values(**values))
-        return bool(result.rowcount)
+        statement = update(messages).where(*self._of(message_id, run=run)).values(**values)
+        return await self._write(lambda conn: bool(conn.execute(statement).rowcount))
 
     async def set_status(self, message_id: str, status: MessageStatus,
                          reason: str | None = None, *, run: int | None = None,
@@ -414,11 +430,9 @@ class MessageStore:
         clauses = self._of(message_id, run=run)
         if only_if is not None:
             clauses.append(messages.c.status == only_if)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(messages).where(*clauses).values(
-                    status=status, failure_reason=reason, updated_ns=now_ns()))
-        return bool(result.rowcount)
+        statement = update(messages).where(*clauses).values(
+            status=status, failure_reason=reason, updated_ns=now_ns())
+        return await self._write(lambda conn: bool(conn.execute(statement).rowcount))
 
     async def request_reprocess(self, message_id: str, *,
                                 tenant: str | None = None) -> int | None:
@@ -426,15 +440,17 @@ class MessageStore:
         outbox, in one transaction: the message is ``received`` again and the relay starts
         the run. The new run's number, or None if there is no such message."""
         stamp = now_ns()
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(
+        def write(conn: Connection) -> int | None:
+            row = conn.execute(
                 update(messages).where(*self._of(message_id, tenant)).values(
                     pipeline_run=messages.c.pipeline_run + 1, status=MessageStatus.received,
                     failure_reason=None, updated_ns=stamp)
-                .returning(messages.c.pipeline_run, messages.c.tenant, messages.c.size))).first()
+                .returning(messages.c.pipeline_run, messages.c.tenant, messages.c.size)).first()
             if row is None:
                 return None
-            await conn.execute(outbox.insert().values(
+            conn.execute(outbox.insert().values(
                 message_id=message_id, tenant=row.tenant, size=row.size, created_ns=stamp,
                 run=row.pipeline_run))
-        return int(row.pipeline_run)
+            return int(row.pipeline_run)
+
+        return await self._write(write)

@@ -78,22 +78,26 @@ class CheckActivities:
         self._settings = settings
         self._store = store
         self._spam = self._spam_engine(settings)
+        # One resolver, and one cache of its answers, for every check this worker runs.
+        self._resolver = Lookup(self._resolver_config(settings))
 
     @staticmethod
     def _spam_engine(s: Settings) -> spam.SpamEngine:
         if s.spam_engine == "rspamd":
             return rspamd.RspamdEngine(s.rspamd_host, s.rspamd_port, s.rspamd_timeout,
-                                       ResolverConfig(address=s.dns_resolver, port=s.dns_port,
-                                                      timeout=s.dns_timeout))
+                                       CheckActivities._resolver_config(s))
         if s.spam_engine == "spamassassin":
             return spam.SpamdConfig(host=s.spamd_host, port=s.spamd_port,
                                     timeout=s.spamd_timeout)
         return spam.SpamCheckOff("the spam check is turned off (PAT_SPAM_ENGINE=none)")
 
+    @staticmethod
+    def _resolver_config(s: Settings) -> ResolverConfig:
+        return ResolverConfig(address=s.dns_resolver, port=s.dns_port, timeout=s.dns_timeout,
+                              cache_seconds=s.dns_cache_seconds)
+
     def _lookup(self) -> Lookup:
-        s = self._settings
-        return Lookup(ResolverConfig(address=s.dns_resolver, port=s.dns_port,
-                                     timeout=s.dns_timeout))
+        return self._resolver
 
     def _sending_ip(self, message: Message) -> str:
         return self._settings.spf_evaluate_ip or message.peer

@@ -5,7 +5,9 @@ resolver) decide which server answers, and so that a timeout becomes a verdict, 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -22,9 +24,29 @@ class ResolverConfig:
     address: str = ""
     port: int = 53
     timeout: float = 5.0
+    # How long an answer (NXDOMAIN and "no such record" too) is kept: at most its TTL and at
+    # most this; 0 asks the resolver every time.
+    cache_seconds: float = 0.0
+
+
+class _Cache(dns.resolver.LRUCache):
+    """dnspython's cache of answers, each kept at most ``seconds``."""
+
+    def __init__(self, seconds: float, max_size: int = 10_000) -> None:
+        super().__init__(max_size)
+        self._seconds = seconds
+
+    def put(self, key: Any, value: Any) -> None:
+        value.expiration = min(value.expiration, time.time() + self._seconds)
+        super().put(key, value)
 
 
 class Lookup:
+    """One resolver for the checks. Keep one per process: with ``cache_seconds`` it remembers
+    answers, so that a test suite sending hundreds of mails from one domain asks for its SPF,
+    DKIM key, DMARC policy and blocklist entries once, not once per mail (a busy or distant
+    resolver made each pipeline wait seconds for the same answers)."""
+
     def __init__(self, config: ResolverConfig) -> None:
         if config.address:
             self._resolver = dns.resolver.Resolver(configure=False)
@@ -34,6 +56,8 @@ class Lookup:
         self._resolver.port = config.port
         self._resolver.timeout = config.timeout
         self._resolver.lifetime = config.timeout
+        if config.cache_seconds > 0:
+            self._resolver.cache = _Cache(config.cache_seconds)
         self.config = config
 
     def records(self, name: str, qtype: str) -> list[dns.rdata.Rdata]:

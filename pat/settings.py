@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     dns_resolver: str = Field("", description="IP address of the DNS resolver the checks ask "
                               "(SPF, DKIM, DMARC, DNSBL); empty means the system's resolver.")
     dns_port: int = Field(53, description="Port of dns_resolver.")
+    dns_cache_seconds: float = Field(60.0, ge=0, description="How long the checks keep a DNS "
+                                     "answer, at most its TTL: mail from one domain is looked "
+                                     "up once, not once per message. 0: ask every time.")
     dns_timeout: float = Field(3.0, description="Seconds a check waits for one DNS answer; a "
                                "timeout gives the verdict error (temperror).")
     spf_evaluate_ip: str = Field("", description="IP address SPF (and the DNSBL lookup) is "

@@ -30,6 +30,10 @@ from pat.parsing import Headline, MessageReading, storable_text
 # Characters of one piece of text (a body, a header) that a search looks in. A search finds
 # what a reader sees; the base64 of a 10 MB attachment is not worth an index ten times its size.
 FIELD_LIMIT = 256 * 1024
+# Characters of a message's whole ``all_text``: what a reader sees first (subject, addresses,
+# bodies), then header values, then the body as MailHog shows it. A hostile message of 5 MB
+# of headers would otherwise put ten times that in the index.
+ALL_TEXT_LIMIT = 1024 * 1024
 
 COLUMNS = ("to_text", "from_text", "subject_text", "all_text")
 
@@ -48,12 +52,21 @@ class SearchDocument:
                 "subject_text": self.subject_text, "all_text": self.all_text}
 
 
-def _joined(values: Iterable[str | None]) -> str:
+def _joined(values: Iterable[str | None], limit: int = ALL_TEXT_LIMIT) -> str:
+    """The distinct values, one per line, each cut at ``FIELD_LIMIT`` characters, all of
+    them at ``limit``."""
     seen: dict[str, None] = {}
+    size = 0
     for value in values:
-        if value:
-            seen.setdefault(storable_text(value[:FIELD_LIMIT]), None)
-    return "\n".join(seen)
+        if not value:
+            continue
+        text = storable_text(value[:min(FIELD_LIMIT, limit - size)])
+        if text not in seen:
+            seen[text] = None
+            size += len(text) + 1
+            if size >= limit:
+                break
+    return "\n".join(seen)[:limit]
 
 
 def on_arrival(mail_from: str, recipients: Iterable[str], found: Headline) -> SearchDocument:
@@ -90,10 +103,9 @@ def of_message(mail_from: str, recipients: Iterable[str], reading: MessageReadin
     from_text = _joined([mail_from, *addresses("from"), *header("from")])
     body = str(((mailhog or {}).get("Content") or {}).get("Body") or "")
     all_text = _joined([
-        view.subject,
+        view.subject, from_text, to_text, reading.text, reading.html,
         *(value for _, value in view.headers),
-        *(value for values in raw_headers.values() for value in values),
-        to_text, from_text, reading.text, reading.html, body])
+        *(value for values in raw_headers.values() for value in values), body])
     return SearchDocument(to_text=to_text, from_text=from_text,
                           subject_text=_joined([view.subject]), all_text=all_text)
 

@@ -102,7 +102,17 @@ class MessageSearch(SQLModel, table=True):
     all_text: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
+class MessageCount(SQLModel, table=True):
+    """How many messages a tenant has, kept in step by triggers on ``messages`` (migration
+    0007_message_counts): the total of a list without filters, without counting rows."""
+
+    __tablename__ = "message_counts"
+    tenant: str = Field(primary_key=True, max_length=255)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 messages = Message.__table__  # type: ignore[attr-defined]
+message_counts = MessageCount.__table__  # type: ignore[attr-defined]
 message_search = MessageSearch.__table__  # type: ignore[attr-defined]
 message_artifacts = MessageArtifact.__table__  # type: ignore[attr-defined]
 message_raw = MessageRaw.__table__  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ from pat.store.models import (
     Message,
     MessageStatus,
     message_artifacts,
+    message_counts,
     message_raw,
     message_search,
     messages,
@@ -56,6 +57,10 @@ class MessageFilter:
             ("to_text", self.to), ("from_text", self.sender), ("subject_text", self.subject),
             ("all_text", self.text)) if value]
         return found + (parse_query(self.q) if self.q else [])
+
+    def counted(self) -> bool:
+        """Whether the total is the tenant's (or everyone's) number of messages."""
+        return not (self.status or self.since_ns is not None or self.terms())
 
 
 def _arrival_columns(message: SpooledMessage) -> tuple[dict[str, str | None], SearchDocument]:
@@ -231,14 +236,26 @@ class MessageStore:
     async def list(self, flt: MessageFilter | None = None, *, offset: int = 0,
                    limit: int = 50) -> tuple[int, list[Message]]:
         """Newest first, with the total count of matches."""
-        clauses = self._where(flt or MessageFilter())
+        flt = flt or MessageFilter()
+        clauses = self._where(flt)
         async with self.engine.connect() as conn:
-            total = await conn.scalar(select(func.count()).select_from(messages).where(*clauses))
+            total = await conn.scalar(self._total(flt, clauses))
             rows = (await conn.execute(
                 select(*_SUMMARY_COLUMNS).where(*clauses)
                 .order_by(messages.c.created_ns.desc(), messages.c.id)
                 .offset(offset).limit(limit))).all()
         return int(total or 0), [_row_to_message(r) for r in rows]
+
+    @staticmethod
+    def _total(flt: MessageFilter, clauses: Sequence[Any]) -> Any:
+        """How many messages match: without filters, the tenant's count (migration
+        0007_message_counts), which costs no count of rows."""
+        if not flt.counted():
+            return select(func.count()).select_from(messages).where(*clauses)
+        counted = select(func.coalesce(func.sum(message_counts.c.total), 0))
+        if flt.tenant:
+            counted = counted.where(message_counts.c.tenant == flt.tenant)
+        return counted
 
     async def changed_since(self, since_ns: int, limit: int = 5000) -> builtins.list[Message]:
         """Messages written at or after ``since_ns``, oldest change first."""

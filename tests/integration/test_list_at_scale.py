@@ -1,0 +1,105 @@
+"""What keeps a list fast in a large store gives the answers of counting every row, on SQLite
+and PostgreSQL: the per-tenant message counts (migration 0007)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from pat.domain import SpooledMessage
+from pat.store.db import MIGRATIONS, make_engine, migrate
+from pat.store.models import MessageStatus, messages
+from pat.store.repository import MessageFilter, MessageStore
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[MessageStore]:
+    engine = make_engine(store_url)
+    await migrate(engine)
+    yield MessageStore(engine)
+    await engine.dispose()
+
+
+def _message(number: int, tenant: str = "default", *, created_ns: int | None = None,
+             to: str | None = None) -> SpooledMessage:
+    recipient = to or f"user{number:04d}@customers.test"
+    data = (f"From: Shop <news{number % 7:03d}@shop.example>\r\nTo: {recipient}\r\n"
+            f"Subject: Order {100000 + number} of Vensulrossul\r\n\r\nHello {number}\r\n")
+    return SpooledMessage(id=f"m{number:04d}@pat", tenant=tenant,
+                          mail_from=f"news{number % 7:03d}@shop.example",
+                          recipients=[recipient], helo="client.test", peer="127.0.0.1",
+                          data=data.encode(), created_ns=created_ns or 1_000_000 + number)
+
+
+async def _counted(store: MessageStore, tenant: str | None = None) -> tuple[int, int]:
+    """The total a list shows, and the number of rows."""
+    total, _ = await store.list(MessageFilter(tenant=tenant), limit=1)
+    query = sa.select(sa.func.count()).select_from(messages)
+    if tenant is not None:
+        query = query.where(messages.c.tenant == tenant)
+    async with store.engine.connect() as conn:
+        rows = await conn.scalar(query)
+    return total, int(rows or 0)
+
+
+async def test_the_total_follows_inserts_and_deletes_per_tenant(store: MessageStore) -> None:
+    assert await _counted(store) == (0, 0)
+    await store.insert_batch([_message(n, "acme" if n % 3 else "globex") for n in range(30)])
+    await store.insert_batch([_message(n, "initech") for n in range(30, 35)])
+    assert await _counted(store) == (35, 35)
+    assert await _counted(store, "acme") == (20, 20)
+    assert await _counted(store, "globex") == (10, 10)
+    assert await _counted(store, "nobody") == (0, 0)
+    await store.delete("m0001@pat")
+    assert await store.delete("m0001@pat") is None  # gone already: nothing counted twice
+    assert await _counted(store, "acme") == (19, 19)
+    await store.delete_all(tenant="globex")
+    assert await _counted(store, "globex") == (0, 0)
+    assert await _counted(store) == (24, 24)
+    await store.insert_batch([_message(3, "globex")])  # an id deleted before, stored again
+    assert await _counted(store, "globex") == (1, 1)
+    await store.delete_all()
+    assert await _counted(store) == (0, 0)
+    assert await _counted(store, "acme") == (0, 0)
+
+
+async def test_a_failed_insert_counts_nothing(store: MessageStore) -> None:
+    await store.insert_batch([_message(1)])
+    with pytest.raises(sa.exc.IntegrityError):
+        await store.insert_batch([_message(2), _message(1)])  # the same id twice: rolled back
+    assert await _counted(store) == (1, 1)
+
+
+async def test_a_filtered_total_is_still_counted_from_the_rows(store: MessageStore) -> None:
+    await store.insert_batch([_message(n) for n in range(10)])
+    await store.set_status("m0003@pat", MessageStatus.processed)
+    total, found = await store.list(MessageFilter(status="processed"))
+    assert (total, [m.id for m in found]) == (1, ["m0003@pat"])
+
+
+async def test_counts_start_from_the_messages_stored_before_the_upgrade(
+        store_url: str) -> None:
+    engine = make_engine(store_url)
+
+    def upgrade_to(connection: sa.Connection, revision: str) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as conn:
+        for revision in ("0006_search", "0003_plugin_effects"):
+            await conn.run_sync(upgrade_to, revision)
+    await MessageStore(engine).insert_batch(
+        [_message(n, "acme" if n % 2 else "globex") for n in range(9)])
+    await migrate(engine)
+    store = MessageStore(engine)
+    assert await _counted(store) == (9, 9)
+    assert await _counted(store, "acme") == (4, 4)
+    await store.delete("m0000@pat")
+    assert await _counted(store, "globex") == (4, 4)
+    await engine.dispose()

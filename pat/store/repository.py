@@ -78,6 +78,9 @@ def _arrival_columns(message: SpooledMessage) -> tuple[dict[str, str | None], Se
 _FTS = table("message_fts", literal_column("rowid"))
 _TRIGRAM = 3
 
+# Newest first; migration 0008 indexes messages in this order.
+_NEWEST_FIRST = (messages.c.created_ns.desc(), messages.c.id)
+
 
 @dataclass(frozen=True)
 class Deleted:
@@ -240,10 +243,13 @@ class MessageStore:
         clauses = self._where(flt)
         async with self.engine.connect() as conn:
             total = await conn.scalar(self._total(flt, clauses))
+            # The page's ids first, from the index of the order alone; only then its rows: a
+            # deep page skips index entries, not whole rows.
+            page = (select(messages.c.id).where(*clauses).order_by(*_NEWEST_FIRST)
+                    .offset(offset).limit(limit))
             rows = (await conn.execute(
-                select(*_SUMMARY_COLUMNS).where(*clauses)
-                .order_by(messages.c.created_ns.desc(), messages.c.id)
-                .offset(offset).limit(limit))).all()
+                select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(page))
+                .order_by(*_NEWEST_FIRST))).all()
         return int(total or 0), [_row_to_message(r) for r in rows]
 
     @staticmethod

@@ -1,5 +1,6 @@
-"""What keeps a list fast in a large store gives the answers of counting every row, on SQLite
-and PostgreSQL: the per-tenant message counts (migration 0007)."""
+"""What keeps a list fast in a large store gives the answers of counting and reading every row,
+on SQLite and PostgreSQL: the per-tenant message counts (migration 0007) and the page's ids
+read in list order from their own index (migration 0008)."""
 
 from __future__ import annotations
 
@@ -103,3 +104,18 @@ async def test_counts_start_from_the_messages_stored_before_the_upgrade(
     await store.delete("m0000@pat")
     assert await _counted(store, "globex") == (4, 4)
     await engine.dispose()
+
+
+async def test_pages_are_newest_first_with_ties_in_id_order_at_any_offset(
+        store: MessageStore) -> None:
+    # Three arrivals in each nanosecond: the id breaks the tie.
+    batch = [_message(n, created_ns=5_000 + n // 3) for n in range(60)]
+    await store.insert_batch(batch)
+    expected = [m.id for m in sorted(batch, key=lambda m: (-m.created_ns, m.id))]
+    for offset, limit in ((0, 7), (7, 7), (25, 10), (55, 10), (60, 5), (100, 5)):
+        total, found = await store.list(offset=offset, limit=limit)
+        assert total == 60
+        assert [m.id for m in found] == expected[offset:offset + limit]
+    total, found = await store.list(MessageFilter(sender="news003@"), offset=2, limit=3)
+    senders = [i for i in expected if int(i[1:5]) % 7 == 3]
+    assert (total, [m.id for m in found]) == (len(senders), senders[2:5])

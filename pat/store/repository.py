@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, literal_column, select, table, update
@@ -81,6 +83,67 @@ _TRIGRAM = 3
 # Newest first; migration 0008 indexes messages in this order.
 _NEWEST_FIRST = (messages.c.created_ns.desc(), messages.c.id)
 
+# Both indexes find a term by its trigrams, and a trigram that most messages have costs a read
+# of an index entry per message: "user0042@customers.test" has 21 trigrams, "ers" and "est"
+# among them, which every message of that domain has; at a million messages that is tens of
+# milliseconds. So when part of a term has only rare trigrams, the index is asked for that part
+# and the whole term is checked in the rows it finds: the same matches, for the cost of reading
+# those rows. Which trigrams are rare, and how many rows a part finds, is estimated from a
+# sample of the column (``_lookup_part``).
+_SAMPLE_ROWS = 500
+_SAMPLE_SECONDS = 600.0
+_RARE = 0.05  # a trigram in more of the sampled rows than this is not looked up in a part
+# What checking a term in one row the index found costs, in reads of one index entry: the
+# row's text is read and searched, for all_text kilobytes of it (compressed, on PostgreSQL).
+# Measured at 200,000 messages: a row of all_text ~20-100 us, an index entry ~0.01-0.1 us.
+_ROW_COST = {"all_text": 3000.0}
+_SHORT_ROW_COST = 200.0
+
+
+@dataclass
+class _ColumnSample:
+    """Lower-cased text of some rows of one column of message_search, and the share of them
+    that has each piece of text asked about so far."""
+
+    taken: float
+    texts: list[str]
+    shares: dict[str, float] = field(default_factory=dict)
+
+    def share(self, piece: str) -> float:
+        """Half a row is added to what the sample shows: a piece it does not show is rare,
+        not absent."""
+        found = self.shares.get(piece)
+        if found is None:
+            hits = sum(piece in text for text in self.texts)
+            found = self.shares[piece] = (hits + 0.5) / (len(self.texts) + 1)
+        return found
+
+
+def _lookup_part(text: str, share: Callable[[str], float], row_cost: float) -> str | None:
+    """The part of ``text`` to ask the index for, or None for the whole of it. A part is a run
+    of letters and digits whose trigrams each have a ``share`` of at most ``_RARE`` (pg_trgm
+    splits words at anything else, so the part's trigrams are the index's own). It costs a
+    read of the index entries of its trigrams, and ``row_cost`` for each row it finds (its
+    share); it is taken if that is less than half what the whole term costs."""
+    folded = text.lower()
+    if len(folded) != len(text):  # lower-casing moved the positions: no part lines up
+        return None
+    trigrams = [folded[i:i + _TRIGRAM] for i in range(len(text) - _TRIGRAM + 1)]
+    shares = [share(t) for t in trigrams]
+    best, best_cost = None, sum(shares) / 2
+    first = None
+    for i, trigram in enumerate([*trigrams, ""]):
+        if trigram.isalnum() and shares[i] <= _RARE:
+            first = i if first is None else first
+            continue
+        if first is not None:
+            part = folded[first:i - 1 + _TRIGRAM]
+            cost = sum(shares[first:i]) + share(part) * row_cost
+            if cost < best_cost:
+                best, best_cost = text[first:i - 1 + _TRIGRAM], cost
+            first = None
+    return best
+
 
 @dataclass(frozen=True)
 class Deleted:
@@ -123,9 +186,13 @@ class ArtifactSummary:
 
 
 class MessageStore:
+    # Below this many sampled rows, terms are looked up whole (a small store answers fast).
+    sample_minimum = 100
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._samples: dict[str, _ColumnSample] = {}
 
     async def insert_batch(self, batch: Sequence[SpooledMessage]) -> None:
         """Write messages, their bytes and their outbox rows in ONE transaction."""
@@ -205,7 +272,7 @@ class MessageStore:
                                        .where(message_raw.c.message_id.in_(list(message_ids)))))
         return {r.message_id: bytes(r.data) for r in rows}
 
-    def _where(self, flt: MessageFilter) -> list[Any]:
+    async def _where(self, conn: Any, flt: MessageFilter) -> list[Any]:
         clauses: list[Any] = []
         if flt.tenant:
             clauses.append(messages.c.tenant == flt.tenant)
@@ -213,35 +280,84 @@ class MessageStore:
             clauses.append(messages.c.status == flt.status)
         if flt.since_ns is not None:
             clauses.append(messages.c.created_ns >= flt.since_ns)
-        terms = flt.terms()
+        # As the search text was stored: NUL as U+FFFD, no lone surrogates.
+        terms = [Term(t.column, storable_text(t.text)) for t in flt.terms()]
         if terms:
-            clauses.append(messages.c.id.in_(self._matching(terms)))
+            parts = [await self._part(conn, t) for t in terms]
+            clauses.append(messages.c.id.in_(self._matching(terms, parts)))
         return clauses
 
-    def _matching(self, terms: Sequence[Term]) -> Any:
-        """The ids of messages whose search text has every term (``pat.search``)."""
-        # As the search text was stored: NUL as U+FFFD, no lone surrogates.
-        terms = [Term(t.column, storable_text(t.text)) for t in terms]
+    async def _sample(self, conn: Any, column: str) -> _ColumnSample:
+        """Some rows of ``column``, read again every ``_SAMPLE_SECONDS``."""
+        sample = self._samples.get(column)
+        if sample is None or time.monotonic() - sample.taken > _SAMPLE_SECONDS:
+            low, high = (await conn.execute(select(func.min(message_search.c.seq),
+                                                   func.max(message_search.c.seq)))).one()
+            texts: builtins.list[str] = []
+            if low is not None:
+                picks = {random.randint(low, high) for _ in range(_SAMPLE_ROWS)}
+                texts = [text.lower() for text in await conn.scalars(
+                    select(message_search.c[column]).where(message_search.c.seq.in_(picks)))]
+            sample = self._samples[column] = _ColumnSample(time.monotonic(), texts)
+        return sample
+
+    async def _part(self, conn: Any, term: Term) -> str | None:
+        """The part of ``term`` to ask the index for (``_lookup_part``); None for the whole
+        term. On SQLite only for terms of ASCII characters: there the rows found are checked
+        with LIKE, which folds the case of ASCII letters only (as FTS5 folds them)."""
+        if len(term.text) < _TRIGRAM or (self._sqlite and not term.text.isascii()):
+            return None
+        sample = await self._sample(conn, term.column)
+        if len(sample.texts) < self.sample_minimum:
+            return None
+        return _lookup_part(term.text, sample.share,
+                            _ROW_COST.get(term.column, _SHORT_ROW_COST))
+
+    def _matching(self, terms: Sequence[Term], parts: Sequence[str | None]) -> Any:
+        """The ids of messages whose search text has every term (``pat.search``): those the
+        index finds for each term's part (for the whole term when it has none), in which each
+        term looked up by a part is then found whole."""
+        if not self._sqlite:
+            return self._matching_postgres(terms, parts)
         found = select(message_search.c.message_id)
-        if not self._sqlite:  # pg_trgm's GIN indexes serve ILIKE for terms of 3+ characters
-            return found.where(*(message_search.c[t.column].ilike(_like(t.text), escape="\\")
-                                 for t in terms))
-        indexed = [t for t in terms if len(t.text) >= _TRIGRAM]
-        if indexed:
+        looked_up = [(t.column, part or t.text) for t, part in zip(terms, parts, strict=True)
+                     if len(part or t.text) >= _TRIGRAM]
+        if looked_up:
             expression = " AND ".join(
-                f'{t.column} : "{t.text.replace(chr(34), chr(34) * 2)}"' for t in indexed)
+                f'{column} : "{text.replace(chr(34), chr(34) * 2)}"' for column, text in looked_up)
             found = found.where(message_search.c.seq.in_(
                 select(literal_column("rowid")).select_from(_FTS).where(
                     literal_column("message_fts").op("MATCH")(bindparam(None, expression)))))
+        # Read row by row: terms too short for the index, and terms it was asked for by part.
         return found.where(*(func.lower(message_search.c[t.column]).like(
-            _like(t.text), escape="\\") for t in terms if len(t.text) < _TRIGRAM))
+            _like(t.text), escape="\\") for t, part in zip(terms, parts, strict=True)
+            if len(t.text) < _TRIGRAM or part))
+
+    @staticmethod
+    def _matching_postgres(terms: Sequence[Term], parts: Sequence[str | None]) -> Any:
+        """pg_trgm's GIN indexes serve ILIKE for terms of three characters or more. A term
+        looked up by a part is checked whole outside the index scan: behind OFFSET 0, which
+        keeps the planner from handing the whole term's trigrams to the index as well."""
+        def contains(column: Any, text: str) -> Any:
+            return column.ilike(_like(text), escape="\\")
+
+        looked_up = [contains(message_search.c[t.column], part or t.text)
+                     for t, part in zip(terms, parts, strict=True)]
+        checked = [t for t, part in zip(terms, parts, strict=True) if part]
+        if not checked:
+            return select(message_search.c.message_id).where(*looked_up)
+        found = (select(message_search.c.message_id,
+                        *(message_search.c[c] for c in sorted({t.column for t in checked})))
+                 .where(*looked_up).offset(0).subquery())
+        return select(found.c.message_id).where(
+            *(contains(found.c[t.column], t.text) for t in checked))
 
     async def list(self, flt: MessageFilter | None = None, *, offset: int = 0,
                    limit: int = 50) -> tuple[int, list[Message]]:
         """Newest first, with the total count of matches."""
         flt = flt or MessageFilter()
-        clauses = self._where(flt)
         async with self.engine.connect() as conn:
+            clauses = await self._where(conn, flt)
             total = await conn.scalar(self._total(flt, clauses))
             # The page's ids first, from the index of the order alone; only then its rows: a
             # deep page skips index entries, not whole rows.

@@ -1,6 +1,7 @@
-"""What keeps a list fast in a large store gives the answers of counting and reading every row,
-on SQLite and PostgreSQL: the per-tenant message counts (migration 0007) and the page's ids
-read in list order from their own index (migration 0008)."""
+"""What keeps a list fast in a large store gives the answers of counting and searching every
+row, on SQLite and PostgreSQL: the per-tenant message counts (migration 0007), the page's ids
+read in list order from their own index (migration 0008), and terms looked up in the search
+index by a rare part and checked whole (``pat.store.repository._lookup_part``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from alembic.config import Config
 from pat.domain import SpooledMessage
 from pat.store.db import MIGRATIONS, make_engine, migrate
 from pat.store.models import MessageStatus, messages
-from pat.store.repository import MessageFilter, MessageStore
+from pat.store.repository import MessageFilter, MessageStore, _lookup_part
 
 
 @pytest.fixture
@@ -119,3 +120,53 @@ async def test_pages_are_newest_first_with_ties_in_id_order_at_any_offset(
     total, found = await store.list(MessageFilter(sender="news003@"), offset=2, limit=3)
     senders = [i for i in expected if int(i[1:5]) % 7 == 3]
     assert (total, [m.id for m in found]) == (len(senders), senders[2:5])
+
+
+def test_a_part_is_a_run_of_rare_trigrams_that_finds_few_rows() -> None:
+    common = {"use", "ser", "er0", "cus", "ust", "sto", "tom", "ome", "mer", "ers", "tes",
+              "est", "@cu", "rs.", "s.t", ".te", "2@c", "42@"}
+
+    def share(piece: str) -> float:
+        return 0.9 if piece in common else 0.001
+
+    # The digits are rare, the rest of the address is in every message.
+    assert _lookup_part("user0042@customers.test", share, 50) == "r0042"
+    assert _lookup_part("USER0042@Customers.test", share, 50) == "R0042"  # as written
+    assert _lookup_part("customers.test", share, 50) is None  # nothing rare in it
+    assert _lookup_part("vensulrossul", share, 50) is None  # all of it rare: look it all up
+    # A rare part that still finds many rows costs more than the whole term.
+    assert _lookup_part("user0042@customers.test",
+                        lambda p: 0.04 if p in ("r00", "004", "042", "r0042") else 0.9,
+                        500) is None
+    assert _lookup_part("İstanbul 0042 customers", share, 50) is None  # lower() moves positions
+
+
+async def test_a_term_looked_up_by_a_part_finds_what_the_whole_term_finds(
+        store: MessageStore) -> None:
+    # Enough recipients that the digits of one are rare and its domain is in every message.
+    batch = [_message(n) for n in range(400)]
+    batch += [_message(1000, to="user0042@other.test"),
+              _message(1001, to="xuser0042@customers.tests"),
+              _message(1002, to="User0042@Customers.TEST")]
+    await store.insert_batch(batch)
+    by_part = MessageStore(store.engine)
+    by_part.sample_minimum = 1
+    whole = MessageStore(store.engine)
+    whole.sample_minimum = 10**9  # never samples enough: every term is looked up whole
+    queries = [{"to": "user0042@customers.test"}, {"to": "USER0042@customers.test"},
+               {"sender": "news003@shop.example"}, {"q": "to:user0042@customers.test order"},
+               {"q": "100042 vensulrossul"}, {"to": "r0042@"}, {"to": "customers.test"},
+               {"q": "to:0042@ from:news"}]
+    for flt in queries:
+        expected = await whole.list(MessageFilter(**flt), limit=100)
+        found = await by_part.list(MessageFilter(**flt), limit=100)
+        assert (found[0], [m.id for m in found[1]]) == (expected[0],
+                                                        [m.id for m in expected[1]]), flt
+    total, found = await by_part.list(MessageFilter(to="user0042@customers.test"))
+    assert sorted(m.id for m in found) == ["m0042@pat", "m1001@pat", "m1002@pat"]
+    assert total == 3
+    # ... and the part was what the index was asked for.
+    async with store.engine.connect() as conn:
+        term = MessageFilter(to="user0042@customers.test").terms()[0]
+        assert await by_part._part(conn, term) is not None
+        assert await whole._part(conn, term) is None

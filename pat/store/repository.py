@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal_column, select, table, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, table, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pat.domain import EmailReceived, SpooledMessage, now_ns
@@ -358,6 +358,8 @@ class MessageStore:
         flt = flt or MessageFilter()
         async with self.engine.connect() as conn:
             clauses = await self._where(conn, flt)
+            if flt.terms():
+                return await self._search(conn, clauses, offset, limit)
             total = await conn.scalar(self._total(flt, clauses))
             # The page's ids first, from the index of the order alone; only then its rows: a
             # deep page skips index entries, not whole rows.
@@ -367,6 +369,24 @@ class MessageStore:
                 select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(page))
                 .order_by(*_NEWEST_FIRST))).all()
         return int(total or 0), [_row_to_message(r) for r in rows]
+
+    @staticmethod
+    async def _search(conn: Any, clauses: Sequence[Any], offset: int,
+                      limit: int) -> tuple[int, builtins.list[Message]]:
+        """A list that searches: the matches found once, and both counted and paged from
+        there, in one statement (a row with the total and no message if the page is empty)."""
+        found = select(messages.c.id, messages.c.created_ns).where(*clauses).cte("found")
+        counted = select(func.count().label("total")).select_from(found).subquery("counted")
+        page = select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(
+            select(found.c.id).order_by(found.c.created_ns.desc(), found.c.id)
+            .offset(offset).limit(limit))).subquery("page")
+        rows = (await conn.execute(
+            select(counted.c.total, *page.c).select_from(counted.outerjoin(page, true()))
+            .order_by(page.c.created_ns.desc(), page.c.id))).all()
+        names = [c.name for c in _SUMMARY_COLUMNS]
+        return int(rows[0].total), [
+            Message.model_validate({name: getattr(row, name) for name in names})
+            for row in rows if row.id is not None]
 
     @staticmethod
     def _total(flt: MessageFilter, clauses: Sequence[Any]) -> Any:

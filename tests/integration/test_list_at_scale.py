@@ -120,6 +120,9 @@ async def test_pages_are_newest_first_with_ties_in_id_order_at_any_offset(
     total, found = await store.list(MessageFilter(sender="news003@"), offset=2, limit=3)
     senders = [i for i in expected if int(i[1:5]) % 7 == 3]
     assert (total, [m.id for m in found]) == (len(senders), senders[2:5])
+    # A search answers its total with an empty page too.
+    assert await store.list(MessageFilter(sender="news003@"), offset=100) == (len(senders), [])
+    assert await store.list(MessageFilter(q="no such words")) == (0, [])
 
 
 def test_a_part_is_a_run_of_rare_trigrams_that_finds_few_rows() -> None:

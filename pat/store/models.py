@@ -9,7 +9,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -22,7 +33,8 @@ class MessageStatus(StrEnum):
 class MessageBase(SQLModel):
     id: str = Field(primary_key=True, max_length=255)
     tenant: str = Field(default="default", index=True, max_length=255)
-    created_ns: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    # Indexed with id in list order, newest first (migration 0008_newest_first).
+    created_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_ns: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     mail_from: str = Field(default="", max_length=1024)
     recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -50,6 +62,7 @@ class MessageBase(SQLModel):
 
 class Message(MessageBase, table=True):
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_newest_first", text("created_ns DESC"), "id"),)
 
 
 class MessageRaw(SQLModel, table=True):
@@ -102,7 +115,17 @@ class MessageSearch(SQLModel, table=True):
     all_text: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
+class MessageCount(SQLModel, table=True):
+    """How many messages a tenant has, kept in step by triggers on ``messages`` (migration
+    0007_message_counts): the total of a list without filters, without counting rows."""
+
+    __tablename__ = "message_counts"
+    tenant: str = Field(primary_key=True, max_length=255)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 messages = Message.__table__  # type: ignore[attr-defined]
+message_counts = MessageCount.__table__  # type: ignore[attr-defined]
 message_search = MessageSearch.__table__  # type: ignore[attr-defined]
 message_artifacts = MessageArtifact.__table__  # type: ignore[attr-defined]
 message_raw = MessageRaw.__table__  # type: ignore[attr-defined]

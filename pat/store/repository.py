@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import random
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, literal_column, select, table, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, table, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +33,7 @@ from pat.store.models import (
     Message,
     MessageStatus,
     message_artifacts,
+    message_counts,
     message_raw,
     message_search,
     messages,
@@ -59,6 +62,10 @@ class MessageFilter:
             ("all_text", self.text)) if value]
         return found + (parse_query(self.q) if self.q else [])
 
+    def counted(self) -> bool:
+        """Whether the total is the tenant's (or everyone's) number of messages."""
+        return not (self.status or self.since_ns is not None or self.terms())
+
 
 def _arrival_columns(message: SpooledMessage) -> tuple[dict[str, str | None], SearchDocument]:
     """Subject, From and To read from the header section, so that a list shows them (and a
@@ -74,6 +81,70 @@ def _arrival_columns(message: SpooledMessage) -> tuple[dict[str, str | None], Se
 # a term of three characters or more from the index; shorter ones are read row by row.
 _FTS = table("message_fts", literal_column("rowid"))
 _TRIGRAM = 3
+
+# Newest first; migration 0008 indexes messages in this order.
+_NEWEST_FIRST = (messages.c.created_ns.desc(), messages.c.id)
+
+# Both indexes find a term by its trigrams, and a trigram that most messages have costs a read
+# of an index entry per message: "user0042@customers.test" has 21 trigrams, "ers" and "est"
+# among them, which every message of that domain has; at a million messages that is tens of
+# milliseconds. So when part of a term has only rare trigrams, the index is asked for that part
+# and the whole term is checked in the rows it finds: the same matches, for the cost of reading
+# those rows. Which trigrams are rare, and how many rows a part finds, is estimated from a
+# sample of the column (``_lookup_part``).
+_SAMPLE_ROWS = 500
+_SAMPLE_SECONDS = 600.0
+_RARE = 0.05  # a trigram in more of the sampled rows than this is not looked up in a part
+# What checking a term in one row the index found costs, in reads of one index entry: the
+# row's text is read and searched, for all_text kilobytes of it (compressed, on PostgreSQL).
+# Measured at 200,000 messages: a row of all_text ~20-100 us, an index entry ~0.01-0.1 us.
+_ROW_COST = {"all_text": 3000.0}
+_SHORT_ROW_COST = 200.0
+
+
+@dataclass
+class _ColumnSample:
+    """Lower-cased text of some rows of one column of message_search, and the share of them
+    that has each piece of text asked about so far."""
+
+    taken: float
+    texts: list[str]
+    shares: dict[str, float] = field(default_factory=dict)
+
+    def share(self, piece: str) -> float:
+        """Half a row is added to what the sample shows: a piece it does not show is rare,
+        not absent."""
+        found = self.shares.get(piece)
+        if found is None:
+            hits = sum(piece in text for text in self.texts)
+            found = self.shares[piece] = (hits + 0.5) / (len(self.texts) + 1)
+        return found
+
+
+def _lookup_part(text: str, share: Callable[[str], float], row_cost: float) -> str | None:
+    """The part of ``text`` to ask the index for, or None for the whole of it. A part is a run
+    of letters and digits whose trigrams each have a ``share`` of at most ``_RARE`` (pg_trgm
+    splits words at anything else, so the part's trigrams are the index's own). It costs a
+    read of the index entries of its trigrams, and ``row_cost`` for each row it finds (its
+    share); it is taken if that is less than half what the whole term costs."""
+    folded = text.lower()
+    if len(folded) != len(text):  # lower-casing moved the positions: no part lines up
+        return None
+    trigrams = [folded[i:i + _TRIGRAM] for i in range(len(text) - _TRIGRAM + 1)]
+    shares = [share(t) for t in trigrams]
+    best, best_cost = None, sum(shares) / 2
+    first = None
+    for i, trigram in enumerate([*trigrams, ""]):
+        if trigram.isalnum() and shares[i] <= _RARE:
+            first = i if first is None else first
+            continue
+        if first is not None:
+            part = folded[first:i - 1 + _TRIGRAM]
+            cost = sum(shares[first:i]) + share(part) * row_cost
+            if cost < best_cost:
+                best, best_cost = text[first:i - 1 + _TRIGRAM], cost
+            first = None
+    return best
 
 
 @dataclass(frozen=True)
@@ -119,10 +190,14 @@ class ArtifactSummary:
 
 
 class MessageStore:
+    # Below this many sampled rows, terms are looked up whole (a small store answers fast).
+    sample_minimum = 100
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._writer = SqliteWriter.for_engine(engine)
+        self._samples: dict[str, _ColumnSample] = {}
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` (SQLAlchemy statements on a synchronous connection) as one
@@ -214,7 +289,7 @@ class MessageStore:
                                        .where(message_raw.c.message_id.in_(list(message_ids)))))
         return {r.message_id: bytes(r.data) for r in rows}
 
-    def _where(self, flt: MessageFilter) -> list[Any]:
+    async def _where(self, conn: Any, flt: MessageFilter) -> list[Any]:
         clauses: list[Any] = []
         if flt.tenant:
             clauses.append(messages.c.tenant == flt.tenant)
@@ -222,40 +297,124 @@ class MessageStore:
             clauses.append(messages.c.status == flt.status)
         if flt.since_ns is not None:
             clauses.append(messages.c.created_ns >= flt.since_ns)
-        terms = flt.terms()
+        # As the search text was stored: NUL as U+FFFD, no lone surrogates.
+        terms = [Term(t.column, storable_text(t.text)) for t in flt.terms()]
         if terms:
-            clauses.append(messages.c.id.in_(self._matching(terms)))
+            parts = [await self._part(conn, t) for t in terms]
+            clauses.append(messages.c.id.in_(self._matching(terms, parts)))
         return clauses
 
-    def _matching(self, terms: Sequence[Term]) -> Any:
-        """The ids of messages whose search text has every term (``pat.search``)."""
-        # As the search text was stored: NUL as U+FFFD, no lone surrogates.
-        terms = [Term(t.column, storable_text(t.text)) for t in terms]
+    async def _sample(self, conn: Any, column: str) -> _ColumnSample:
+        """Some rows of ``column``, read again every ``_SAMPLE_SECONDS``."""
+        sample = self._samples.get(column)
+        if sample is None or time.monotonic() - sample.taken > _SAMPLE_SECONDS:
+            low, high = (await conn.execute(select(func.min(message_search.c.seq),
+                                                   func.max(message_search.c.seq)))).one()
+            texts: builtins.list[str] = []
+            if low is not None:
+                picks = {random.randint(low, high) for _ in range(_SAMPLE_ROWS)}
+                texts = [text.lower() for text in await conn.scalars(
+                    select(message_search.c[column]).where(message_search.c.seq.in_(picks)))]
+            sample = self._samples[column] = _ColumnSample(time.monotonic(), texts)
+        return sample
+
+    async def _part(self, conn: Any, term: Term) -> str | None:
+        """The part of ``term`` to ask the index for (``_lookup_part``); None for the whole
+        term. On SQLite only for terms of ASCII characters: there the rows found are checked
+        with LIKE, which folds the case of ASCII letters only (as FTS5 folds them)."""
+        if len(term.text) < _TRIGRAM or (self._sqlite and not term.text.isascii()):
+            return None
+        sample = await self._sample(conn, term.column)
+        if len(sample.texts) < self.sample_minimum:
+            return None
+        return _lookup_part(term.text, sample.share,
+                            _ROW_COST.get(term.column, _SHORT_ROW_COST))
+
+    def _matching(self, terms: Sequence[Term], parts: Sequence[str | None]) -> Any:
+        """The ids of messages whose search text has every term (``pat.search``): those the
+        index finds for each term's part (for the whole term when it has none), in which each
+        term looked up by a part is then found whole."""
+        if not self._sqlite:
+            return self._matching_postgres(terms, parts)
         found = select(message_search.c.message_id)
-        if not self._sqlite:  # pg_trgm's GIN indexes serve ILIKE for terms of 3+ characters
-            return found.where(*(message_search.c[t.column].ilike(_like(t.text), escape="\\")
-                                 for t in terms))
-        indexed = [t for t in terms if len(t.text) >= _TRIGRAM]
-        if indexed:
+        looked_up = [(t.column, part or t.text) for t, part in zip(terms, parts, strict=True)
+                     if len(part or t.text) >= _TRIGRAM]
+        if looked_up:
             expression = " AND ".join(
-                f'{t.column} : "{t.text.replace(chr(34), chr(34) * 2)}"' for t in indexed)
+                f'{column} : "{text.replace(chr(34), chr(34) * 2)}"' for column, text in looked_up)
             found = found.where(message_search.c.seq.in_(
                 select(literal_column("rowid")).select_from(_FTS).where(
                     literal_column("message_fts").op("MATCH")(bindparam(None, expression)))))
+        # Read row by row: terms too short for the index, and terms it was asked for by part.
         return found.where(*(func.lower(message_search.c[t.column]).like(
-            _like(t.text), escape="\\") for t in terms if len(t.text) < _TRIGRAM))
+            _like(t.text), escape="\\") for t, part in zip(terms, parts, strict=True)
+            if len(t.text) < _TRIGRAM or part))
+
+    @staticmethod
+    def _matching_postgres(terms: Sequence[Term], parts: Sequence[str | None]) -> Any:
+        """pg_trgm's GIN indexes serve ILIKE for terms of three characters or more. A term
+        looked up by a part is checked whole outside the index scan: behind OFFSET 0, which
+        keeps the planner from handing the whole term's trigrams to the index as well."""
+        def contains(column: Any, text: str) -> Any:
+            return column.ilike(_like(text), escape="\\")
+
+        looked_up = [contains(message_search.c[t.column], part or t.text)
+                     for t, part in zip(terms, parts, strict=True)]
+        checked = [t for t, part in zip(terms, parts, strict=True) if part]
+        if not checked:
+            return select(message_search.c.message_id).where(*looked_up)
+        found = (select(message_search.c.message_id,
+                        *(message_search.c[c] for c in sorted({t.column for t in checked})))
+                 .where(*looked_up).offset(0).subquery())
+        return select(found.c.message_id).where(
+            *(contains(found.c[t.column], t.text) for t in checked))
 
     async def list(self, flt: MessageFilter | None = None, *, offset: int = 0,
                    limit: int = 50) -> tuple[int, list[Message]]:
         """Newest first, with the total count of matches."""
-        clauses = self._where(flt or MessageFilter())
+        flt = flt or MessageFilter()
         async with self.engine.connect() as conn:
-            total = await conn.scalar(select(func.count()).select_from(messages).where(*clauses))
+            clauses = await self._where(conn, flt)
+            if flt.terms():
+                return await self._search(conn, clauses, offset, limit)
+            total = await conn.scalar(self._total(flt, clauses))
+            # The page's ids first, from the index of the order alone; only then its rows: a
+            # deep page skips index entries, not whole rows.
+            page = (select(messages.c.id).where(*clauses).order_by(*_NEWEST_FIRST)
+                    .offset(offset).limit(limit))
             rows = (await conn.execute(
-                select(*_SUMMARY_COLUMNS).where(*clauses)
-                .order_by(messages.c.created_ns.desc(), messages.c.id)
-                .offset(offset).limit(limit))).all()
+                select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(page))
+                .order_by(*_NEWEST_FIRST))).all()
         return int(total or 0), [_row_to_message(r) for r in rows]
+
+    @staticmethod
+    async def _search(conn: Any, clauses: Sequence[Any], offset: int,
+                      limit: int) -> tuple[int, builtins.list[Message]]:
+        """A list that searches: the matches found once, and both counted and paged from
+        there, in one statement (a row with the total and no message if the page is empty)."""
+        found = select(messages.c.id, messages.c.created_ns).where(*clauses).cte("found")
+        counted = select(func.count().label("total")).select_from(found).subquery("counted")
+        page = select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(
+            select(found.c.id).order_by(found.c.created_ns.desc(), found.c.id)
+            .offset(offset).limit(limit))).subquery("page")
+        rows = (await conn.execute(
+            select(counted.c.total, *page.c).select_from(counted.outerjoin(page, true()))
+            .order_by(page.c.created_ns.desc(), page.c.id))).all()
+        names = [c.name for c in _SUMMARY_COLUMNS]
+        return int(rows[0].total), [
+            Message.model_validate({name: getattr(row, name) for name in names})
+            for row in rows if row.id is not None]
+
+    @staticmethod
+    def _total(flt: MessageFilter, clauses: Sequence[Any]) -> Any:
+        """How many messages match: without filters, the tenant's count (migration
+        0007_message_counts), which costs no count of rows."""
+        if not flt.counted():
+            return select(func.count()).select_from(messages).where(*clauses)
+        counted = select(func.coalesce(func.sum(message_counts.c.total), 0))
+        if flt.tenant:
+            counted = counted.where(message_counts.c.tenant == flt.tenant)
+        return counted
 
     async def changed_since(self, since_ns: int, limit: int = 5000) -> builtins.list[Message]:
         """Messages written at or after ``since_ns``, oldest change first."""

@@ -27,12 +27,24 @@ def _bin(name: str) -> str:
 
 
 class PostgresServer:
-    """initdb + pg_ctl as the ``postgres`` user when run as root (initdb refuses root)."""
+    """initdb + pg_ctl as the ``postgres`` user when run as root (initdb refuses root).
 
-    def __init__(self) -> None:
+    With ``directory``, the cluster lives there and outlives ``stop``: a later server on the
+    same directory starts on its data instead of running initdb (benchmarks keep a seeded
+    database that way). ``settings`` are server settings (``-c name=value``) besides the
+    defaults here; ``resume`` may replace them."""
+
+    def __init__(self, directory: Path | None = None,
+                 settings: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="pat-pg-"))
+        self.kept = directory is not None
+        if directory is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="pat-pg-"))
+        else:
+            self.dir = directory
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.data = self.dir / "data"
+        self.settings = dict(settings or {})
         self._as_postgres = os.geteuid() == 0
 
     def _run(self, *args: str) -> None:
@@ -44,8 +56,9 @@ class PostgresServer:
     def start(self) -> str:
         if self._as_postgres:
             shutil.chown(self.dir, "postgres")
-        self._run(_bin("initdb"), "-D", str(self.data), "-U", "pat", "--auth=trust",
-                  "-E", "UTF8", "--no-sync")
+        if not (self.data / "PG_VERSION").exists():
+            self._run(_bin("initdb"), "-D", str(self.data), "-U", "pat", "--auth=trust",
+                      "-E", "UTF8", "--no-sync")
         self.resume()
         return f"postgresql+asyncpg://pat@127.0.0.1:{self.port}/postgres"
 
@@ -53,10 +66,13 @@ class PostgresServer:
         """Stop the server, keeping its data, as an outage would."""
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop")
 
-    def resume(self) -> None:
+    def resume(self, settings: dict[str, str] | None = None) -> None:
+        if settings is not None:
+            self.settings = dict(settings)
+        extra = "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.dir / "log"),
                   "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                        "-c fsync=off -c max_connections=200", "start")
+                        f"-c fsync=off -c max_connections=200{extra}", "start")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as sock:
@@ -69,8 +85,12 @@ class PostgresServer:
         return f"postgresql+asyncpg://pat@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Stop the server; a kept cluster is shut down cleanly and stays, any other is
+        removed."""
         try:
-            self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            self._run(_bin("pg_ctl"), "-D", str(self.data), "-w",
+                      "-m", "fast" if self.kept else "immediate", "stop")
         except subprocess.CalledProcessError:
             pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.kept:
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -64,13 +64,13 @@ class SqliteWriter:
 
     SQLite lets one writer at a time hold a database, and every other writer (the gateway, the
     relay, each worker: separate processes) sleeps in SQLite's busy handler, waking at 1, 2,
-    5, ... up to 100 ms intervals, until the lock is free. With aiosqlite a transaction of four
-    statements went back to the event loop between statements, and each return waited for a
-    busy loop and the GIL: the lock was held for tens of milliseconds while the process did
-    other work, the other writers slept, and the machine sat idle while pipelines waited
-    (about 11 messages/s, most of each pipeline spent waiting on writes). Here a transaction
-    holds the lock only while SQLite itself works on it, and writers of one process queue in
-    order instead of sleeping against each other."""
+    5, ... up to 100 ms intervals, until the lock is free. With aiosqlite a transaction of
+    several statements goes back to the event loop between statements, and each return waits
+    for a busy loop and the GIL, all the while holding the lock. Here a transaction holds the
+    lock only while SQLite itself works on it, and writers of one process queue in order
+    instead of sleeping against each other. (Measured alone, this change did not move the
+    pipeline benchmark, which a slow DNS resolver bounded then; see the README's
+    Performance section.)"""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
